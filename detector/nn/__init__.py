@@ -1,0 +1,13 @@
+"""Spiking network layers: neurons, SSSA attention, GL-SPS, blocks, the SNN-ViT backbone and neck."""
+
+from .attention import SSSA, SpikingSelfAttention, make_attention, salience_v1, salience_v2
+from .backbone import SNNViT, SNNViTConfig
+from .blocks import GLSPS, ConvRPE, SpikeConv, SpikeCSP, SpikeResBlock, SpikingMLP, SSSABlock
+from .neurons import SaccadicNeuron, SJNeuron, StatefulMixin, make_neuron
+from .streaming import reset_states, stream, streaming
+
+__all__ = [
+    "SSSA", "SpikingSelfAttention", "make_attention", "salience_v1", "salience_v2", "SNNViT", "SNNViTConfig",
+    "GLSPS", "ConvRPE", "SpikeConv", "SpikeCSP", "SpikeResBlock", "SpikingMLP", "SSSABlock", "SaccadicNeuron",
+    "SJNeuron", "StatefulMixin", "make_neuron", "reset_states", "stream", "streaming",
+]
