@@ -1,0 +1,60 @@
+"""Spiking detect head: spiking conv branches whose last (1x1) layer output is averaged over T,
+then decoded by Ultralytics' anchor-free DFL ``Detect`` head (same readout as SpikeYOLO).
+
+``SpikingDetect`` subclasses Ultralytics' ``Detect`` and replaces only its box/class branches, so the
+decoding, loss (``v8DetectionLoss``), NMS and metrics are Ultralytics' own.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from ultralytics.nn.modules.head import Detect
+
+from .blocks import SpikeConv
+
+
+class TemporalMeanConv(nn.Module):
+    """1x1 conv applied to the spikes of every timestep, then averaged over T:
+    (T, B, C, H, W) spikes -> (B, C_out, H, W) real. Averaging after the conv keeps the conv's input
+    binary (accumulate-only); by linearity it equals the conv of the firing-rate map."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 1)
+
+    @property
+    def bias(self) -> torch.Tensor:  # Ultralytics' Detect.bias_init sets branch[-1].bias
+        return self.conv.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, B = x.shape[:2]
+        y = self.conv(x.flatten(0, 1))  # (T*B, C_out, H, W)
+        return y.reshape(T, B, *y.shape[1:]).mean(0)  # (B, C_out, H, W)
+
+
+class SpikingDetect(Detect):
+    """Anchor-free DFL detect head on spike maps ``(T, B, C, H, W)``."""
+
+    def __init__(self, nc: int, ch: tuple[int, ...], neuron: dict, reg_max: int = 16):
+        super().__init__(nc=nc, reg_max=reg_max, end2end=False, ch=ch)
+        c2 = max(16, ch[0] // 4, self.reg_max * 4)  # box branch width (Ultralytics' rule)
+        c3 = max(ch[0], min(self.nc, 100))  # class branch width
+        self.cv2 = nn.ModuleList(
+            nn.Sequential(SpikeConv(c, c2, neuron), SpikeConv(c2, c2, neuron), TemporalMeanConv(c2, 4 * self.reg_max))
+            for c in ch
+        )
+        self.cv3 = nn.ModuleList(
+            nn.Sequential(SpikeConv(c, c3, neuron), SpikeConv(c3, c3, neuron), TemporalMeanConv(c3, self.nc))
+            for c in ch
+        )
+
+    def forward_head(self, x, box_head=None, cls_head=None) -> dict[str, torch.Tensor]:
+        if box_head is None or cls_head is None:
+            return {}
+        bs = x[0].shape[1]  # x[i]: (T, B, C, H, W)
+        boxes = torch.cat([box_head[i](x[i]).view(bs, 4 * self.reg_max, -1) for i in range(self.nl)], dim=-1)
+        scores = torch.cat([cls_head[i](x[i]).view(bs, self.nc, -1) for i in range(self.nl)], dim=-1)
+        # Ultralytics builds anchors from 4-D (B, C, H, W) maps: hand it the firing-rate maps.
+        feats = [xi.mean(0) for xi in x]
+        return {"boxes": boxes, "scores": scores, "feats": feats}
