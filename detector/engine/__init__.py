@@ -1,0 +1,1 @@
+"""Ultralytics engine integration: trainer, validator, predictor; offline/privacy settings."""

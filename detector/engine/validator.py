@@ -1,0 +1,168 @@
+"""Validation: Ultralytics' detection metrics plus an independent pycocotools evaluation.
+
+``SNNValidator`` is Ultralytics' ``DetectionValidator`` (so the trainer can use it each epoch) that
+also records every prediction, scaled to original image pixels, in COCO results form. ``evaluate()``
+runs it on a dataset split, then scores the same predictions with pycocotools against the split's
+COCO ground truth (``coco_json`` in the dataset YAML, written by ``tools/convert.py``) and reports both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from ultralytics.models.yolo.detect import DetectionValidator
+from ultralytics.utils import LOGGER, ops
+
+
+class SNNValidator(DetectionValidator):
+    """Detection validator that also keeps COCO-format predictions (``self.coco_preds``)."""
+
+    def init_metrics(self, model):
+        super().init_metrics(model)
+        self.coco_preds: list[dict[str, Any]] = []
+
+    def update_metrics(self, preds, batch):
+        super().update_metrics(preds, batch)
+        for si, pred in enumerate(preds):
+            pbatch = self._prepare_batch(si, batch)
+            predn = self.scale_preds(self._prepare_pred(pred), pbatch)
+            boxes = ops.xyxy2ltwh(predn["bboxes"]).tolist()
+            name = Path(pbatch["im_file"]).name
+            for b, s, c in zip(boxes, predn["conf"].tolist(), predn["cls"].tolist()):
+                self.coco_preds.append({"file_name": name, "bbox": [round(x, 3) for x in b], "score": round(s, 5),
+                                        "category_id": int(c) + 1, "category_name": self.names[int(c)]})
+
+
+def coco_evaluate(gt_json: str | Path, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score predictions (with ``file_name``) with pycocotools against COCO ground truth whose
+    category ids are class index + 1. Returns overall and per-class AP@0.5 and AP@0.5:0.95."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_json))
+    by_name = {Path(im["file_name"]).name: im["id"] for im in gt.dataset["images"]}
+    results, unmatched = [], set()
+    for p in predictions:
+        image_id = by_name.get(p["file_name"])
+        if image_id is None:
+            unmatched.add(p["file_name"])
+            continue
+        results.append({"image_id": image_id, "category_id": p["category_id"], "bbox": p["bbox"], "score": p["score"]})
+    if unmatched:
+        LOGGER.warning(f"{len(unmatched)} predicted images are not in {gt_json}: {sorted(unmatched)[:5]}...")
+    out: dict[str, Any] = {"gt_json": str(gt_json), "images": len(gt.dataset["images"])}
+    if not results:
+        out.update(map50=0.0, map=0.0, per_class=[])
+        return out
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    out["summary"] = buf.getvalue()
+    out["map"], out["map50"] = float(ev.stats[0]), float(ev.stats[1])
+    precision = ev.eval["precision"]  # (iou, recall, class, area, maxdet)
+    per_class = []
+    for k, cat_id in enumerate(ev.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        p50 = precision[0, :, k, 0, -1]
+        per_class.append({
+            "category_id": int(cat_id), "name": gt.cats[cat_id].get("name", str(cat_id)),
+            "map": float(p[p > -1].mean()) if (p > -1).any() else None,
+            "map50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else None,
+        })
+    out["per_class"] = per_class
+    return out
+
+
+def evaluate(
+    data: str | Path,
+    weights: str | Path | None = None,
+    split: str = "val",
+    imgsz: int = 640,
+    batch: int = 8,
+    conf: float = 0.001,
+    iou: float = 0.7,
+    device: str = "cpu",
+    json_out: str | Path | None = None,
+    project: str | Path = "runs/val",
+    name: str = "exp",
+    model=None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Evaluate weights (or a loaded ``model``) on a dataset split; print and return the metrics.
+
+    Keys: ``precision``, ``recall``, ``map50``, ``map`` (overall), ``per_class`` (list of dicts),
+    ``pycocotools`` (the independent evaluation, when the dataset has COCO ground truth) and
+    ``agreement`` (absolute differences between the two evaluations).
+    """
+    from ..weights import load_model
+    from ultralytics.utils import YAML
+
+    model = model if model is not None else load_model(weights, device=device)
+    args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf,
+                iou=iou, device=device, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
+                save_json=False, verbose=True)
+    validator = SNNValidator(args=args)
+    validator(model=model)
+    box = validator.metrics.box
+    names = validator.names
+    per_class = []
+    idx = list(box.ap_class_index)
+    for c in range(len(names)):
+        if c in idx:
+            i = idx.index(c)
+            per_class.append({"class_id": c, "name": names[c], "precision": float(box.p[i]), "recall": float(box.r[i]),
+                              "map50": float(box.ap50[i]), "map": float(box.ap[i]),
+                              "instances": int(validator.metrics.nt_per_class[c])})
+        else:
+            per_class.append({"class_id": c, "name": names[c], "precision": None, "recall": None, "map50": None,
+                              "map": None, "instances": 0})
+    result: dict[str, Any] = {
+        "split": split, "images": int(validator.seen), "weights": str(weights) if weights else None,
+        "precision": float(box.mp), "recall": float(box.mr), "map50": float(box.map50), "map": float(box.map),
+        "per_class": per_class, "save_dir": str(validator.save_dir),
+    }
+    ds = YAML.load(str(data)) if str(data).endswith((".yaml", ".yml")) else {}
+    gt_rel = (ds.get("coco_json") or {}).get(split)
+    if gt_rel:
+        gt_path = Path(gt_rel) if Path(gt_rel).is_absolute() else Path(ds.get("path", Path(data).parent)) / gt_rel
+        if gt_path.is_file():
+            coco = coco_evaluate(gt_path, validator.coco_preds)
+            result["pycocotools"] = coco
+            result["agreement"] = {"map50_abs_diff": abs(coco["map50"] - result["map50"]),
+                                   "map_abs_diff": abs(coco["map"] - result["map"])}
+        else:
+            LOGGER.warning(f"COCO ground truth {gt_path} not found; pycocotools evaluation skipped")
+    LOGGER.info(format_metrics(result))
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    result["predictions"] = validator.coco_preds
+    return result
+
+
+def format_metrics(r: dict[str, Any]) -> str:
+    """A printable table of the overall and per-class metrics."""
+    fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
+    lines = [f"{'class':>20s} {'inst':>6s} {'P':>6s} {'R':>6s} {'mAP50':>6s} {'mAP50-95':>8s}",
+             f"{'all':>20s} {sum(c['instances'] for c in r['per_class']):6d} {fmt(r['precision'])} {fmt(r['recall'])} "
+             f"{fmt(r['map50'])} {fmt(r['map']):>8s}"]
+    for c in r["per_class"]:
+        lines.append(f"{c['name'][:20]:>20s} {c['instances']:6d} {fmt(c['precision'])} {fmt(c['recall'])} "
+                     f"{fmt(c['map50'])} {fmt(c['map']):>8s}")
+    if "pycocotools" in r:
+        co = r["pycocotools"]
+        lines.append(f"pycocotools: mAP50 {co['map50']:.4f}  mAP50-95 {co['map']:.4f}  "
+                     f"(|diff| vs Ultralytics: {r['agreement']['map50_abs_diff']:.4f} / {r['agreement']['map_abs_diff']:.4f})")
+    return "\n".join(lines)
+
+
+__all__ = ["SNNValidator", "evaluate", "coco_evaluate", "format_metrics"]

@@ -1,0 +1,127 @@
+"""Safe saving and loading of SNN-ViT-YOLO checkpoints.
+
+A checkpoint is a plain dict of tensors and primitive values: the model config (which rebuilds the
+architecture exactly), class names, a state dict, and optional training state. It is read with
+``torch.load(weights_only=True)``, which refuses any pickled object that is not plain data, so
+loading weights never executes code. Files are written atomically (temp file + ``os.replace``), so an
+interrupted save never leaves a truncated checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "snnvit-yolo-checkpoint"
+FORMAT_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "snnvit-yolo-n-ssdd.pt"
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The file holds pickled objects other than plain data (it could run code): refused."""
+
+
+def plain(obj: Any) -> Any:
+    """Convert to data that ``weights_only`` loading accepts (paths, namespaces, numpy scalars...)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {plain(k) if not isinstance(k, (str, int)) else k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        try:
+            return obj.item()
+        except (TypeError, ValueError):
+            pass
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return plain(vars(obj))
+    return str(obj)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, **extra: Any) -> Path:
+    """Save ``model`` (an SNNViTYOLO) with its config and names, plus any plain ``extra`` fields."""
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": plain(model.yaml),
+        "names": {int(k): str(v) for k, v in model.names.items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    ckpt.update({k: plain(v) if k not in {"optimizer", "ema_state_dict"} else v for k, v in extra.items()})
+    return atomic_torch_save(ckpt, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint safely. Raises FileNotFoundError, UnsafeCheckpointError or ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it contains pickled objects that are not plain data and could execute "
+            f"code ({str(e).splitlines()[0][:200]}). Only SNN-ViT-YOLO checkpoints are accepted."
+        ) from e
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"cannot read weights file {path}: corrupt or not a torch checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an SNN-ViT-YOLO checkpoint (missing format tag {FORMAT!r})")
+    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer SNN-ViT-YOLO (format {ckpt['format_version']})")
+    return ckpt
+
+
+def build_from_checkpoint(ckpt: dict, use_ema: bool = True):
+    """Rebuild the model from a checkpoint dict (EMA weights when present and ``use_ema``)."""
+    from .models import SNNViTYOLO
+
+    model = SNNViTYOLO(ckpt["config"], verbose=False)
+    state = ckpt.get("ema_state_dict") if use_ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
+    model.load_state_dict(state, strict=True)
+    model.set_names(ckpt.get("names") or model.names)
+    return model
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", use_ema: bool = True):
+    """Load an SNN-ViT-YOLO model in eval mode. ``path`` defaults to the shipped weights."""
+    path = Path(path) if path else DEFAULT_WEIGHTS
+    if not path.exists() and path == DEFAULT_WEIGHTS:
+        raise FileNotFoundError(f"default weights not found: {path} (pass --weights PATH)")
+    model = build_from_checkpoint(load_checkpoint(path), use_ema=use_ema)
+    return model.to(device).eval()
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
