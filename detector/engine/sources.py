@@ -1,0 +1,145 @@
+"""Input sources for detect / heatmap / energy: folders, files, globs and videos, read robustly.
+
+Remote-sensing imagery is often not 8-bit RGB: grayscale SAR, RGBA, 16-bit or float GeoTIFF. Every
+image is turned into an 8-bit BGR array (``read_image``); a file that cannot be read raises
+``ImageReadError`` naming it, and callers skip it with a warning and list it in their summary, so one
+bad file never stops a folder.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".dng", ".mpo"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".gif"}
+MAX_PIXELS = 2**31  # refuse absurd sizes before allocating (cv2's own default limit is 2^30)
+
+
+class ImageReadError(RuntimeError):
+    """An input image could not be read; the message names the file and why."""
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Scale 16-bit, 32-bit or float imagery to 8 bits by a robust per-image range (0.5-99.5 percentile)."""
+    if img.dtype == np.uint8:
+        return img
+    a = img.astype(np.float32)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(img.shape, np.uint8)
+    lo, hi = np.percentile(a[finite], (0.5, 99.5))
+    if hi <= lo:
+        hi = lo + 1.0
+    a = np.where(finite, a, lo)
+    return np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def to_bgr(img: np.ndarray) -> np.ndarray:
+    """Grayscale -> 3 channels, BGRA -> BGR (alpha dropped), more than 4 bands -> the first three."""
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 1:
+        return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
+        return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] >= 3:
+        return np.ascontiguousarray(img[..., :3])
+    raise ValueError(f"unsupported image shape {img.shape}")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read any supported image as 8-bit BGR ``(H, W, 3)``. Paths with spaces or non-ASCII characters
+    work (bytes are decoded in memory). Raises ``ImageReadError`` naming the file."""
+    path = Path(path)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise ImageReadError(f"cannot open {path}: {e.strerror or e}") from e
+    if data.size == 0:
+        raise ImageReadError(f"empty file: {path}")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    if img is None and path.suffix.lower() in {".tif", ".tiff"}:
+        try:  # multi-band or exotic TIFFs that OpenCV declines
+            import tifffile
+
+            img = tifffile.imread(str(path))
+            if img.ndim == 3 and img.shape[0] in (1, 2, 3, 4) and img.shape[-1] > 4:  # band-first
+                img = np.moveaxis(img, 0, -1)
+            if img.ndim == 3 and img.shape[-1] >= 3:
+                img = img[..., [2, 1, 0]]  # tifffile gives RGB; we work in BGR
+        except Exception as e:  # noqa: BLE001 - reported below with the file name
+            raise ImageReadError(f"cannot decode TIFF {path}: {e}") from e
+    if img is None:
+        raise ImageReadError(f"not a readable image (corrupt or unsupported format): {path}")
+    if img.size == 0 or min(img.shape[:2]) < 2:
+        raise ImageReadError(f"image has no usable pixels {img.shape}: {path}")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:
+        raise ImageReadError(f"image too large ({img.shape[1]}x{img.shape[0]} px): {path}")
+    try:
+        return to_bgr(to_uint8(img))
+    except ValueError as e:
+        raise ImageReadError(f"{e}: {path}") from e
+
+
+@dataclass
+class SourceList:
+    """The files a source expanded to, and entries that were skipped (with the reason)."""
+
+    images: list[Path] = field(default_factory=list)
+    videos: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def expand_source(source: str | Path) -> SourceList:
+    """Expand a folder (recursively sorted), a file or a glob pattern into image and video files.
+    Files with other suffixes are listed as skipped, not silently ignored."""
+    out = SourceList()
+    s = str(source)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        candidates = sorted(x for x in p.rglob("*") if x.is_file())
+    elif p.is_file():
+        candidates = [p]
+    elif any(ch in s for ch in "*?["):
+        candidates = sorted(Path(x) for x in glob.glob(s, recursive=True) if Path(x).is_file())
+        if not candidates:
+            raise FileNotFoundError(f"no files match {s}")
+    else:
+        raise FileNotFoundError(f"source not found: {s}")
+    for f in candidates:
+        suf = f.suffix.lower()
+        if suf in IMAGE_SUFFIXES:
+            out.images.append(f)
+        elif suf in VIDEO_SUFFIXES:
+            out.videos.append(f)
+        elif f.name.startswith("."):
+            continue  # hidden files (.DS_Store, editor swap files) are not inputs
+        else:
+            out.skipped.append((str(f), f"not an image or video (suffix {suf or 'none'})"))
+    return out
+
+
+def iter_video(path: Path, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame index, BGR frame) from a video; raises ImageReadError if it cannot be opened."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ImageReadError(f"cannot open video {path}")
+    try:
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i % stride == 0:
+                yield i, to_bgr(to_uint8(frame))
+            i += 1
+    finally:
+        cap.release()

@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Train SNN-ViT-YOLO on a dataset YAML (Ultralytics engine).
+
+    python tools/train.py --data data/ssdd/data.yaml --model n --epochs 100 --imgsz 512 --batch 16 --timesteps 4
+    python tools/train.py --resume runs/train/exp/weights/last.pt
+    python tools/train.py --data DATA.yaml --model s --device 0,1     # multi-GPU through Ultralytics' DDP
+"""
+
+import argparse
+
+import _bootstrap  # noqa: F401
+
+import detector  # noqa: F401
+from detector.engine.trainer import train
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="", help="dataset YAML (written by tools/convert.py)")
+    ap.add_argument("--model", default="n", help="variant n, s, m, a model YAML, or a checkpoint to start from")
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--device", default="cpu", help="cpu, 0, or 0,1 for DDP")
+    ap.add_argument("--timesteps", type=int, default=None, help="T (default: the model config's)")
+    ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run or a last.pt")
+    ap.add_argument("--project", default="runs/train")
+    ap.add_argument("--name", default="exp")
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--patience", type=int, default=100)
+    ap.add_argument("--lr0", type=float, default=None, help="initial learning rate (default: Ultralytics' auto)")
+    ap.add_argument("--optimizer", default="auto")
+    ap.add_argument("--close-mosaic", type=int, default=10)
+    ap.add_argument("--no-plots", action="store_true")
+    a = ap.parse_args(argv)
+    if not a.resume and not a.data:
+        ap.error("--data is required unless --resume is given")
+    extra = dict(workers=a.workers, seed=a.seed, patience=a.patience, optimizer=a.optimizer,
+                 close_mosaic=a.close_mosaic, plots=not a.no_plots)
+    if a.lr0 is not None:
+        extra["lr0"] = a.lr0
+    if a.resume:
+        extra = {}
+    t = train(a.data, a.model, a.epochs, a.imgsz, a.batch, a.device, a.timesteps, a.resume, a.project, a.name, **extra)
+    print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

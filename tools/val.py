@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""Evaluate weights on a dataset split: precision, recall, mAP@0.5 and mAP@0.5:0.95, overall and per
+class, by Ultralytics' metrics and independently by pycocotools.
+
+    python tools/val.py --data data/ssdd/data.yaml --weights weights/snnvit-yolo-n-ssdd.pt --split test --json val.json
+"""
+
+import argparse
+
+import _bootstrap  # noqa: F401
+
+import detector  # noqa: F401
+from detector.engine.validator import evaluate
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="dataset YAML")
+    ap.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
+    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
+    ap.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--conf", type=float, default=0.001)
+    ap.add_argument("--iou", type=float, default=0.7)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--project", default="runs/val")
+    ap.add_argument("--name", default="exp")
+    a = ap.parse_args(argv)
+    evaluate(a.data, a.weights, a.split, a.imgsz, a.batch, a.conf, a.iou, a.device, a.json, a.project, a.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
