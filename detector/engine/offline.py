@@ -10,6 +10,7 @@ these environment variables at import time. What it does:
 * settings ``sync`` (analytics) and every third-party logger integration off;
 * fonts: Ultralytics looks for ``Arial.ttf`` / ``Arial.Unicode.ttf`` in its config folder and
   downloads them if missing. We place matplotlib's bundled DejaVu Sans there under those names.
+* CPU threads: every core (``SNNVIT_THREADS`` to change), where Ultralytics would use cores - 1;
 * the AMP self-check (which downloads a reference model on CUDA) is replaced by a local check.
 
 A user may still opt in by setting the variables themselves before importing ``detector``.
@@ -29,8 +30,15 @@ def default_config_dir() -> Path:
     return Path(base) / "snnvit-yolo" / "ultralytics"
 
 
+def cpu_threads() -> int:
+    """Threads for CPU work: ``SNNVIT_THREADS`` or every core."""
+    return max(1, int(os.environ.get("SNNVIT_THREADS", os.cpu_count() or 1)))
+
+
 def set_environment() -> None:
     """Set the environment before Ultralytics is imported (no effect on variables already set)."""
+    # Ultralytics sets OMP_NUM_THREADS=1 when unset, which would leave torch on one core on CPU.
+    os.environ.setdefault("OMP_NUM_THREADS", str(cpu_threads()))
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
     os.environ.setdefault("YOLO_VERBOSE", os.environ.get("SNNVIT_VERBOSE", "True"))
@@ -93,4 +101,8 @@ def apply() -> None:
         ul_utils.SETTINGS.update(off)
     install_fonts(Path(ul_utils.USER_CONFIG_DIR))
     ul_trainer.check_amp = local_check_amp
+    # Ultralytics' select_device() sets torch to (cores - 1) threads on CPU: one thread on 2 cores.
+    from ultralytics.utils import torch_utils as ul_torch_utils
+
+    ul_torch_utils.NUM_THREADS = cpu_threads()
     _DONE = True

@@ -1,0 +1,146 @@
+"""Speed benchmark: CPU latency and throughput of SNN-ViT-YOLO variants beside YOLOv8n, in one run.
+
+Measured per (model, image size, batch): median wall time of a no-grad forward over ``repeats`` runs
+after ``warmup`` runs; latency per image = time / batch; throughput = batch / time; peak memory = the
+process's peak resident set growth during the timed runs (``resource.getrusage`` high-water mark is
+monotonic, so we sample RSS in a background thread instead). Achieved FLOP/s = dense model FLOPs
+(Ultralytics' counter, every timestep counted) / time, as a fraction of this machine's measured fp32
+matmul peak (``matmul_peak_gflops``), which says how well the hardware is used, not how much work a
+spiking chip would do.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import psutil
+import torch
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best observed fp32 GEMM rate (GFLOP/s) on this machine with the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+class PeakRSS:
+    """Sample the process RSS every few ms; ``peak_mb`` is the maximum growth above the start."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval, self.proc = interval, psutil.Process()
+        self.base = self.peak = 0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self.base = self.peak = self.proc.memory_info().rss
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    @property
+    def peak_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+@dataclass
+class BenchResult:
+    model: str
+    imgsz: int
+    batch: int
+    timesteps: int | None
+    params_m: float
+    gflops_per_image: float
+    ms_per_batch: float
+    ms_per_image: float
+    images_per_s: float
+    peak_mem_mb: float
+    achieved_gflops: float
+    fraction_of_peak: float
+
+
+def time_forward(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def bench_model(name: str, model: torch.nn.Module, imgsz: int, batch: int, peak_gflops: float, warmup: int = 1,
+                repeats: int = 3, timesteps: int | None = None) -> BenchResult:
+    from ultralytics.utils.torch_utils import get_flops
+
+    model = model.eval()
+    gflops = float(get_flops(model, imgsz))  # per image at imgsz x imgsz
+    x = torch.rand(batch, 3, imgsz, imgsz)
+    with PeakRSS() as mem:
+        times = time_forward(lambda: model(x), warmup, repeats)
+    t = statistics.median(times)
+    achieved = gflops * batch / t
+    return BenchResult(name, imgsz, batch, timesteps, sum(p.numel() for p in model.parameters()) / 1e6, gflops,
+                       t * 1e3, t * 1e3 / batch, batch / t, mem.peak_mb, achieved, achieved / peak_gflops)
+
+
+def build_models(variants: list[str], timesteps: int | None, baseline: bool = True) -> list[tuple[str, Any, int | None]]:
+    """(name, model, T) for each SNN-ViT-YOLO variant and YOLOv8n (built from its YAML, no download)."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ..models import SNNViTYOLO
+
+    models = []
+    for v in variants:
+        m = SNNViTYOLO(v, nc=80, verbose=False, timesteps=timesteps)
+        models.append((f"snnvit-yolo-{v}", m, m.timesteps))
+    if baseline:
+        models.append(("yolov8n", DetectionModel("yolov8n.yaml", nc=80, verbose=False), None))
+    return models
+
+
+def run(variants=("n", "s", "m"), sizes=(512, 640), batches=(1, 8), timesteps: int | None = None, warmup: int = 1,
+        repeats: int = 3, baseline: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    peak = matmul_peak_gflops()
+    log(f"fp32 matmul peak: {peak:.1f} GFLOP/s on {torch.get_num_threads()} threads")
+    results = []
+    for name, model, T in build_models(list(variants), timesteps, baseline):
+        for s in sizes:
+            for b in batches:
+                r = bench_model(name, model, s, b, peak, warmup, repeats, T)
+                results.append(r)
+                log(f"{r.model:>14s} T={r.timesteps or '-'} {s}px b{b}: {r.ms_per_image:8.1f} ms/img "
+                    f"{r.images_per_s:6.2f} img/s  peak +{r.peak_mem_mb:7.1f} MB  {r.fraction_of_peak:5.1%} of peak")
+    return {"matmul_peak_gflops": peak, "threads": torch.get_num_threads(), "results": [asdict(r) for r in results]}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"fp32 matmul peak {report['matmul_peak_gflops']:.0f} GFLOP/s, {report['threads']} threads.", "",
+             "| model | T | params | imgsz | batch | ms / image | images / s | peak mem (MB) | GFLOPs / image | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        lines.append(f"| {r['model']} | {r['timesteps'] or '-'} | {r['params_m']:.2f} M | {r['imgsz']} | {r['batch']} | "
+                     f"{r['ms_per_image']:.1f} | {r['images_per_s']:.2f} | {r['peak_mem_mb']:.0f} | "
+                     f"{r['gflops_per_image']:.1f} | {100 * r['fraction_of_peak']:.1f} |")
+    return "\n".join(lines)
