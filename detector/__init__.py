@@ -1,12 +1,13 @@
 """SNN-ViT-YOLO: a spiking vision transformer (GL-SPS + saccadic spike self-attention) object
 detector for remote sensing, on the Ultralytics engine.
 
-Importing ``detector`` first makes Ultralytics offline and private (see ``detector.engine.offline``).
+Importing ``detector`` sets the offline/private environment before anything imports Ultralytics;
+the Ultralytics settings themselves are applied when the model or engine modules are imported
+(see ``detector.engine.offline``).
 """
 
-from .engine import offline as _offline
+from .engine.offline import set_environment as _set_environment
 
-_offline.set_environment()  # before any Ultralytics import
-_offline.apply()
+_set_environment()
 
 __version__ = "0.1.0"

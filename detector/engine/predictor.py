@@ -18,6 +18,11 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+
+from . import offline as _offline
+
+_offline.apply()  # before this module's first Ultralytics import
+
 from ultralytics.data.augment import LetterBox
 from ultralytics.engine.results import Results
 from ultralytics.models.yolo.detect import DetectionPredictor

@@ -22,6 +22,11 @@ from typing import Any
 
 import torch
 import yaml
+
+from . import offline as _offline
+
+_offline.apply()  # before this module's first Ultralytics import
+
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK, YAML
 from ultralytics.utils.checks import check_file

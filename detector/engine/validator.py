@@ -14,6 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import offline as _offline
+
+_offline.apply()  # before this module's first Ultralytics import
+
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils import LOGGER, ops
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from ultralytics.nn.modules.head import Detect
+
+from ..engine import offline as _offline
+
+_offline.apply()  # before the first Ultralytics import of this package
+
+from ultralytics.nn.modules.head import Detect  # noqa: E402
 
 from .blocks import SpikeConv
 
