@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Firing rates, synaptic operations and energy per image of SNN-ViT-YOLO, measured on real images.
+
+    python tools/energy.py --source images/ --json energy.json --csv energy.csv --plot energy.png
+    python tools/energy.py --weights best.pt --data datasets/ssdd.yaml --max-images 200 --timesteps 2
+    python tools/energy.py --model n --source images/ --imgsz 320        # untrained variant, no weights
+
+Energy model (DESIGN.md section 4): E = E_MAC x MACs(real-valued inputs) + E_AC x SOPs(spike inputs)
++ SSSA's own operations, with exact spike fan-out SOPs; see detector/analysis/energy.py for every
+counting rule and detector/analysis/constants.py for the constants and their sources.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+
+import detector  # noqa: F401  (offline settings first)
+from detector.analysis.constants import DEFAULT_PRESET, PRESETS, get_constants
+from detector.analysis.energy import dataset_images, find_images, image_batches, measure_energy
+
+
+def load(args):
+    """(model, description, untrained) from --model or --weights (default: the shipped weights)."""
+    if args.model:
+        from detector.models import SNNViTYOLO
+
+        model = SNNViTYOLO(args.model, verbose=False).eval()
+        return model, f"snnvit-yolo-{args.model} (UNTRAINED, random initialisation)", True
+    from detector.weights import DEFAULT_WEIGHTS, load_model
+
+    path = Path(args.weights) if args.weights else Path(DEFAULT_WEIGHTS)
+    if not path.is_file():
+        hint = "" if args.weights else " (the default shipped weights)"
+        raise SystemExit(f"error: weights file not found: {path}{hint}. Pass --weights PATH, "
+                         "or --model n|s|m to analyse an untrained variant.")
+    return load_model(path, device=args.device), str(path), False
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--source", help="image file, folder or glob pattern")
+    src.add_argument("--data", help="Ultralytics dataset YAML: its val split images (path + val) are used")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights in weights/)")
+    which.add_argument("--model", choices=["n", "s", "m"], help="analyse a freshly initialised (untrained) variant")
+    ap.add_argument("--split", default="val", help="dataset split with --data (default: val)")
+    ap.add_argument("--imgsz", type=int, default=512, help="letterbox size, a multiple of 32 (default: 512)")
+    ap.add_argument("--timesteps", type=int, default=None, help="T to run with (default and maximum: the model's T)")
+    ap.add_argument("--max-images", type=int, default=None, help="measure at most this many images")
+    ap.add_argument("--batch", type=int, default=4, help="images per forward pass (does not change the counts)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                    help=f"energy constants (default {DEFAULT_PRESET}: Horowitz 2014, E_MAC 4.6 pJ, E_AC 0.9 pJ)")
+    ap.add_argument("--e-mac", type=float, default=None, help="override E_MAC in pJ")
+    ap.add_argument("--e-ac", type=float, default=None, help="override E_AC in pJ")
+    ap.add_argument("--json", default=None, help="write the full report (totals, constants, per-layer) as JSON")
+    ap.add_argument("--csv", default=None, help="write the per-layer table as CSV")
+    ap.add_argument("--plot", default=None, help="write a PNG of per-layer firing rates and energy")
+    a = ap.parse_args(argv)
+    if a.imgsz <= 0 or a.imgsz % 32:
+        ap.error(f"--imgsz must be a positive multiple of 32, got {a.imgsz}")
+    if a.max_images is not None and a.max_images < 1:
+        ap.error("--max-images must be >= 1")
+
+    constants = get_constants(a.preset, a.e_mac, a.e_ac)
+    model, desc, untrained = load(a)
+    model.to(a.device)
+    paths = find_images(a.source) if a.source else dataset_images(a.data, a.split)
+    if a.max_images:
+        paths = paths[: a.max_images]
+    skipped: list = []
+    meta = {"model": desc, "untrained": untrained, "source": str(a.source or a.data), "imgsz": a.imgsz,
+            "skipped": skipped}
+    try:
+        report = measure_energy(model, image_batches(paths, a.imgsz, a.batch, skipped), timesteps=a.timesteps,
+                                constants=constants, max_images=a.max_images, meta=meta)
+    except RuntimeError as e:
+        if "no images were measured" not in str(e):
+            raise
+        raise SystemExit(f"error: none of the {len(paths)} image(s) could be read") from e
+    print(report.format_table())
+    if untrained:
+        print("NOTE: UNTRAINED model (random initialisation): firing rates and energy describe the "
+              "architecture at init, not a trained detector.")
+    for f, why in skipped:
+        print(f"skipped {f}: {why}", file=sys.stderr)
+    if a.json:
+        print(f"JSON: {report.save_json(a.json)}")
+    if a.csv:
+        print(f"CSV: {report.save_csv(a.csv)}")
+    if a.plot:
+        title = (f"{desc}, T={report.timesteps}, {report.images} image(s) at {a.imgsz}px: "
+                 f"{report.energy_mj:.4g} mJ/image")
+        print(f"plot: {report.save_plot(a.plot, title=title)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
