@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,16 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, **extra: Any) -> P
     return atomic_torch_save(ckpt, path)
 
 
+def _unpickler_reason(e: Exception) -> str:
+    """The informative part of torch's weights-only refusal (e.g. "Unsupported global: GLOBAL exec ..."),
+    without its advice to retry with ``weights_only=False`` and without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    _, sep, rest = text.partition("WeightsUnpickler error:")
+    lines = [ln.strip() for ln in (rest if sep else text).splitlines() if ln.strip()]
+    reason = lines[0] if lines else type(e).__name__
+    return reason.split(". Please use", 1)[0][:200]
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint safely. Raises FileNotFoundError, UnsafeCheckpointError or ValueError."""
     path = Path(path)
@@ -86,12 +97,16 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        why = _unpickler_reason(e)
+        what = ("it contains pickled objects that are not plain data and could execute code" if "global" in why.lower()
+                else "it is not a plain-data torch checkpoint that can be read without running pickle code")
         raise UnsafeCheckpointError(
-            f"refused to load {path}: it contains pickled objects that are not plain data and could execute "
-            f"code ({str(e).splitlines()[0][:200]}). Only SNN-ViT-YOLO checkpoints are accepted."
+            f"refused to load {path}: {what} ({why}). Only SNN-ViT-YOLO checkpoints are accepted."
         ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"cannot read weights file {path}: corrupt or not a torch checkpoint ({e})") from e
+    except Exception as e:  # noqa: BLE001 - corrupt bytes surface as RuntimeError, EOFError, KeyError, ...
+        raise ValueError(
+            f"cannot read weights file {path}: corrupt or not a torch checkpoint ({type(e).__name__}: {e})"
+        ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not an SNN-ViT-YOLO checkpoint (missing format tag {FORMAT!r})")
     if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:

@@ -65,7 +65,11 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"cannot open {path}: {e.strerror or e}") from e
     if data.size == 0:
         raise ImageReadError(f"empty file: {path}")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as e:  # OpenCV raises (not returns None) e.g. when the header claims too many pixels
+        why = "image too large for OpenCV (CV_IO_MAX_IMAGE_PIXELS)" if "MAX_IMAGE_PIXELS" in str(e) else e.err
+        raise ImageReadError(f"cannot decode {path}: {why}") from e
     if img is None and path.suffix.lower() in {".tif", ".tiff"}:
         try:  # multi-band or exotic TIFFs that OpenCV declines
             import tifffile

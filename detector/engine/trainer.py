@@ -97,14 +97,23 @@ class SNNTrainer(DetectionTrainer):
         return SNNValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)
 
     # -- safety ------------------------------------------------------------------------------------
-    def optimizer_step(self):
-        """Refuse to step on a non-finite loss or gradient: stop with a clear error instead."""
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # With gradient accumulation most batches do not reach optimizer_step; check every batch's loss
+        # too, so a non-finite loss in the last batches of the run cannot pass unnoticed.
+        self.add_callback("on_train_batch_end", lambda trainer: trainer._refuse_non_finite_loss())
+
+    def _refuse_non_finite_loss(self):
         if self.loss is not None and not torch.isfinite(self.loss).all():
             raise FloatingPointError(
                 f"non-finite training loss ({float(self.loss.detach().sum())}) at epoch {self.epoch + 1}; training "
                 f"stopped before updating weights. Last good checkpoint: {self.last if self.last.exists() else 'none'}. "
                 "Try a lower learning rate (lr0) or check the labels."
             )
+
+    def optimizer_step(self):
+        """Refuse to step on a non-finite loss or gradient: stop with a clear error instead."""
+        self._refuse_non_finite_loss()
         for name, p in unwrap_model(self.model).named_parameters():
             if p.grad is not None and not torch.isfinite(p.grad).all():
                 raise FloatingPointError(
@@ -140,7 +149,9 @@ class SNNTrainer(DetectionTrainer):
             shutil.copyfile(self.last, self.best.with_suffix(".tmp"))
             self.best.with_suffix(".tmp").replace(self.best)  # atomic
         if self.save_period > 0 and self.epoch % self.save_period == 0:
-            shutil.copyfile(self.last, self.wdir / f"epoch{self.epoch}.pt")
+            periodic = self.wdir / f"epoch{self.epoch}.pt"
+            shutil.copyfile(self.last, periodic.with_suffix(".tmp"))
+            periodic.with_suffix(".tmp").replace(periodic)  # atomic, like last.pt and best.pt
         return True
 
     def check_resume(self, overrides):
@@ -163,6 +174,33 @@ class SNNTrainer(DetectionTrainer):
                     setattr(self.args, k, v)
             resume = True
         self.resume = resume
+
+    def resume_training(self, ckpt):
+        super().resume_training(ckpt)
+        if ckpt is not None and self.resume and RANK in {-1, 0}:
+            self._drop_results_after(self.start_epoch)
+
+    def _drop_results_after(self, epochs_done: int) -> None:
+        """Keep only results.csv rows of epochs the checkpoint holds (1-based epoch <= ``epochs_done``).
+        Ultralytics writes an epoch's row just before saving its checkpoint; a run killed between the two
+        (or during the write) redoes that epoch on resume, which would otherwise appear twice."""
+        if not self.csv.is_file():
+            return
+        lines = self.csv.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = lines[:1]
+        for line in lines[1:]:
+            try:
+                epoch = int(float(line.split(",", 1)[0]))
+            except ValueError:
+                continue
+            if epoch <= epochs_done and line.endswith("\n"):  # no newline: cut off mid-write
+                keep.append(line)
+        if keep != lines:
+            LOGGER.warning(f"{self.csv}: dropped {len(lines) - len(keep)} row(s) after epoch {epochs_done}, the last "
+                           "epoch in the checkpoint; they are redone now")
+            tmp = self.csv.with_name(self.csv.name + ".tmp")
+            tmp.write_text("".join(keep), encoding="utf-8")
+            tmp.replace(self.csv)
 
     def _load_checkpoint_state(self, ckpt):
         if ckpt.get("optimizer") is not None:
