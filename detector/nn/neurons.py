@@ -131,7 +131,7 @@ class SaccadicNeuron(nn.Module, StatefulMixin):
         self,
         timesteps: int,
         heads: int,
-        vth_init: float = 0.02,
+        vth_init: float = 0.005,
         mw_init: str = "identity",
         surrogate: str = "atan",
         alpha: float = 40.0,
