@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""SSSA attention heatmaps beside detections: one panel PNG per image (rows: every SSSA block's
+salience and spike mask; columns: detections | t=0..T-1 | mean over T).
+
+    python tools/heatmap.py --source images/
+    python tools/heatmap.py --source scene.tif --weights runs/train/exp/weights/best.pt --blocks p5 --timesteps 0 3
+    python tools/heatmap.py --source images/ --model n --out runs/heatmap/untrained   # untrained, labelled so
+"""
+
+import argparse
+import sys
+
+import _bootstrap  # noqa: F401
+
+import detector  # noqa: F401  (offline settings first)
+from detector.analysis.heatmap import INTERPOLATIONS, heatmaps
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", required=True, help="folder, image or glob pattern")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights in weights/)")
+    g.add_argument("--model", choices=["n", "s", "m"], default=None,
+                   help="an UNTRAINED variant instead of weights (seeded; batch-norm statistics calibrated on "
+                        "the first --calib source images); panels are labelled untrained")
+    ap.add_argument("--seed", type=int, default=0, help="initialisation seed for --model")
+    ap.add_argument("--calib", type=int, default=8, help="images used to calibrate batch norm for --model")
+    ap.add_argument("--out", default="runs/heatmap/exp", help="output folder")
+    ap.add_argument("--blocks", nargs="+", default=None,
+                    help="SSSA blocks to show, by index or name substring (e.g. 0 2, or p5); default all")
+    ap.add_argument("--timesteps", nargs="+", type=int, default=None, help="timesteps to show; default all")
+    ap.add_argument("--imgsz", type=int, default=640, help="inference size (multiple of 32)")
+    ap.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
+    ap.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
+    ap.add_argument("--max-det", type=int, default=300)
+    ap.add_argument("--max-images", type=int, default=None, help="process only the first N images")
+    ap.add_argument("--interp", choices=INTERPOLATIONS, default="bilinear",
+                    help="salience upsampling (nearest shows the token grid)")
+    ap.add_argument("--dpi", type=int, default=100)
+    ap.add_argument("--save-npz", action="store_true", help="also write the raw maps as .npz")
+    a = ap.parse_args(argv)
+    try:
+        s = heatmaps(a.source, a.weights, a.out, a.blocks, a.timesteps, a.imgsz, a.conf, a.iou, a.max_det,
+                     variant=a.model, seed=a.seed, calib=a.calib, save_raw=a.save_npz, max_images=a.max_images,
+                     interp=a.interp, dpi=a.dpi)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0 if s.panels else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(_bootstrap.cli(main))
