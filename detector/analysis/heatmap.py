@@ -473,25 +473,13 @@ def save_npz(res: HeatmapResult, path: str | Path) -> Path:
 
 @torch.no_grad()
 def calibrate_bn(model: nn.Module, images: Sequence[np.ndarray], imgsz: int, batch: int = 8) -> int:
-    """Set every batch-norm layer's running statistics to the batch statistics of ``images`` (BGR arrays,
-    letterboxed like inference; averaged over batches of ``batch``). No weight changes. Returns the
-    number of images used."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [b.momentum for b in bns]
-    was_training = model.training
+    """Set every batch-norm layer's running statistics to the statistics of ``images`` (BGR arrays,
+    letterboxed like inference). No weight changes. Returns the number of images used."""
+    from ..models.calibration import recalibrate_bn
+
     device = next(model.parameters()).device
-    for b in bns:
-        b.reset_running_stats()
-        b.momentum = None  # cumulative average over the calibration forwards
-    model.train()
-    try:
-        for k in range(0, len(images), batch):
-            model(torch.cat([letterbox_tensor(img, imgsz, device) for img in images[k:k + batch]]))
-    finally:
-        for b, m in zip(bns, saved):
-            b.momentum = m
-        model.train(was_training)
-    return len(images)
+    return recalibrate_bn(model, (torch.cat([letterbox_tensor(img, imgsz, device) for img in images[k:k + batch]])
+                                  for k in range(0, len(images), batch)))
 
 
 def untrained_model(variant: str = "n", seed: int = 0, calib_images: Sequence[np.ndarray] = (), imgsz: int = 640,

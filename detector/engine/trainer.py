@@ -89,12 +89,46 @@ class SNNTrainer(DetectionTrainer):
     def set_model_attributes(self):
         super().set_model_attributes()
         self.model.set_names(self.data["names"]) if hasattr(self.model, "set_names") else None
+        if RANK in {-1, 0}:  # the run's model.yaml: the config its checkpoints rebuild (dataset nc and names)
+            YAML.save(self.save_dir / "model.yaml", unwrap_model(self.model).yaml)
 
     def get_validator(self):
         from .validator import SNNValidator
 
         self.loss_names = "box_loss", "cls_loss", "dfl_loss"
         return SNNValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)
+
+    # -- batch-norm recalibration before every validation ------------------------------------------
+    bn_calib_images = 64  # clean training images; 0 turns recalibration off
+
+    def calibration_batches(self, batch: int = 16):
+        """Clean (un-augmented), letterboxed training images, the same ones every epoch."""
+        import random
+
+        from .predictor import letterbox_tensor
+        from .sources import ImageReadError, read_image
+
+        files = list(getattr(self.train_loader.dataset, "im_files", []))
+        random.Random(0).shuffle(files)
+        device = next(self.ema.ema.parameters()).device
+        imgs = []
+        for f in files:
+            if len(imgs) >= self.bn_calib_images:
+                break
+            try:
+                imgs.append(letterbox_tensor(read_image(f), int(self.args.imgsz), device))
+            except ImageReadError:
+                continue  # already reported by the dataset scan
+        return [torch.cat(imgs[k:k + batch]) for k in range(0, len(imgs), batch)]
+
+    def validate(self):
+        """Recalibrate the EMA model's batch norm on clean training images, then validate (see
+        ``detector.models.calibration`` for why a spiking detector needs it)."""
+        if self.ema is not None and self.bn_calib_images > 0 and RANK in {-1, 0}:
+            from ..models.calibration import recalibrate_bn
+
+            recalibrate_bn(self.ema.ema, self.calibration_batches())
+        return super().validate()
 
     # -- safety ------------------------------------------------------------------------------------
     def __init__(self, *args, **kwargs):
@@ -255,8 +289,6 @@ def train(
         model_arg = str(model) if str(model).endswith(".pt") else str(resolve_model_yaml(model, timesteps))
         args = dict(model=model_arg, data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device,
                     project=str(Path(project).resolve()), name=name, **overrides)
-    trainer = SNNTrainer(overrides=args)
-    if RANK in {-1, 0} and not resume and not str(model).endswith(".pt"):
-        YAML.save(trainer.save_dir / "model.yaml", load_config(Path(args["model"])))
+    trainer = SNNTrainer(overrides=args)  # writes model.yaml into the run folder once the model is built
     trainer.train()
     return trainer
