@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="dataset YAML (written by tools/convert.py)")
     ap.add_argument("--model", default="n", help="variant n, s, m, a model YAML, or a checkpoint to start from")
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 100; with --resume: raise the total)")
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="cpu", help="cpu, 0, or 0,1 for DDP")

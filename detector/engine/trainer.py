@@ -38,7 +38,7 @@ from ..weights import build_from_checkpoint, load_checkpoint, save_checkpoint
 from .offline import default_config_dir
 
 # Ultralytics' ``args`` that may change when resuming (the rest comes from the checkpoint).
-RESUME_ALLOWED = {"imgsz", "batch", "device", "workers", "cache", "patience", "time", "val", "plots", "save_period",
+RESUME_ALLOWED = {"epochs", "imgsz", "batch", "device", "workers", "cache", "patience", "time", "val", "plots", "save_period",
                   "close_mosaic", "save_dir"}
 
 
@@ -203,9 +203,14 @@ class SNNTrainer(DetectionTrainer):
 
             self.args = get_cfg(ckpt_args)
             self.args.model = self.args.resume = str(last)
+            ignored = []
             for k, v in overrides.items():
                 if k in RESUME_ALLOWED:
                     setattr(self.args, k, v)
+                elif k not in {"model", "data", "mode", "resume"} and v != getattr(self.args, k, None):
+                    ignored.append(k)
+            if ignored:
+                LOGGER.warning(f"resume keeps the checkpoint's {ignored}; start a new run to change them")
             resume = True
         self.resume = resume
 
@@ -268,7 +273,7 @@ class SNNTrainer(DetectionTrainer):
 def train(
     data: str | Path,
     model: str | Path = "n",
-    epochs: int = 100,
+    epochs: int | None = None,
     imgsz: int = 640,
     batch: int = 16,
     device: str = "cpu",
@@ -279,15 +284,18 @@ def train(
     **overrides: Any,
 ) -> SNNTrainer:
     """Train SNN-ViT-YOLO. ``model``: variant (n/s/m), model YAML, or a checkpoint ``.pt`` to start
-    from; ``resume``: True (latest run) or the path of a ``last.pt``. Returns the finished trainer
+    from; ``resume``: True (latest run) or the path of a ``last.pt`` (``epochs`` may then raise the
+    total, and the learning-rate schedule follows; default 100 for a new run). Returns the finished trainer
     (``trainer.save_dir``, ``trainer.best``, ``trainer.metrics``)."""
     if resume:
         args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
                 "device": device, **overrides}
         args["model"] = str(resume) if not isinstance(resume, bool) else ""
+        if epochs is not None:
+            args["epochs"] = epochs
     else:
         model_arg = str(model) if str(model).endswith(".pt") else str(resolve_model_yaml(model, timesteps))
-        args = dict(model=model_arg, data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device,
+        args = dict(model=model_arg, data=str(data), epochs=100 if epochs is None else epochs, imgsz=imgsz, batch=batch, device=device,
                     project=str(Path(project).resolve()), name=name, **overrides)
     trainer = SNNTrainer(overrides=args)  # writes model.yaml into the run folder once the model is built
     trainer.train()
