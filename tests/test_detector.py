@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 import detector  # noqa: F401  (offline environment first)
+from detector.models.calibration import recalibrate_bn
 from detector.engine import offline
 from detector.engine.predictor import detect, predict_image
 from detector.models import SNNViTYOLO, load_config
@@ -69,18 +70,10 @@ def n_anchors(H: int, W: int) -> int:
 
 
 def calibrate(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """BN running statistics from one train-mode pass, then eval. With fresh statistics (mean 0,
-    var 1) an untrained network is silent in eval mode, and the equivalence tests below would pass
-    on all-zero spikes."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: after one pass the running stats are that batch's
-    model.train()
-    with torch.no_grad():
-        model(x)
-    for bn in bns:
-        bn.momentum = 0.1
+    """BN running statistics from ``x`` (the library's recalibration), then eval. With fresh statistics
+    (mean 0, var 1) an untrained network is silent in eval mode, and the equivalence tests would
+    pass on all-zero spikes."""
+    recalibrate_bn(model, [x])
     return model.eval()
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from detector.models.calibration import recalibrate_bn
 from detector.nn import (
     SSSA,
     SaccadicNeuron,
@@ -60,20 +61,10 @@ def image(B: int = 2, H: int = 64, W: int = 64, seed: int = 1) -> torch.Tensor:
 
 
 def calibrate(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Give every BN running statistics from one train-mode pass, then switch to eval.
-
-    Fresh BN layers (running mean 0, var 1) make an untrained network almost silent in eval mode,
-    which would let the eval-mode equivalence tests pass on all-zero outputs.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: after one pass, running stats = that batch's stats
-    model.train()
-    with torch.no_grad():
-        model(x)
-    for bn in bns:
-        bn.momentum = 0.1
+    """BN running statistics from ``x`` (the library's recalibration), then eval. With fresh statistics
+    (mean 0, var 1) an untrained network is silent in eval mode, and the equivalence tests would
+    pass on all-zero spikes."""
+    recalibrate_bn(model, [x])
     return model.eval()
 
 
