@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detector.analysis.constants import DEFAULT_PRESET, PRESETS, EnergyConstants
-from detector.nn.attention import SSSA, SpikingSelfAttention
+from detector.nn.attention import SSSA, SpikingSelfAttention, split_heads
 
 AC, MAC = "AC", "MAC"
 
@@ -207,8 +207,8 @@ def ssa_ops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> di
     nh, hd, N = heads, C // heads, H * W
     steps = T_in * nh
 
-    def split(x):  # (T, B, C, H, W) -> (T, B, nh, N, hd)
-        return x.reshape(T_in, B, nh, hd, N).transpose(-1, -2).to(torch.float64)
+    def split(x):  # (T, B, C, H, W) -> (T, B, nh, N, hd), the attention's own head split
+        return split_heads(x, nh).to(torch.float64)
 
     qs, ks = split(q), split(k)
     # Q K^T on spikes: each coincident pair q[n,d] = k[m,d] = 1 adds 1 to score (n, m):

@@ -102,7 +102,11 @@ class SNNTrainer(DetectionTrainer):
     bn_calib_images = 64  # clean training images; 0 turns recalibration off
 
     def calibration_batches(self, batch: int = 16):
-        """Clean (un-augmented), letterboxed training images, the same ones every epoch."""
+        """Clean (un-augmented), letterboxed training images, the same ones every epoch: read once
+        and kept (64 images at 640 px are ~300 MB of float32)."""
+        cached = getattr(self, "_calib_batches", None)
+        if cached is not None:
+            return cached
         import random
 
         from .predictor import letterbox_tensor
@@ -119,7 +123,8 @@ class SNNTrainer(DetectionTrainer):
                 imgs.append(letterbox_tensor(read_image(f), int(self.args.imgsz), device))
             except ImageReadError:
                 continue  # already reported by the dataset scan
-        return [torch.cat(imgs[k:k + batch]) for k in range(0, len(imgs), batch)]
+        self._calib_batches = [torch.cat(imgs[k:k + batch]) for k in range(0, len(imgs), batch)]
+        return self._calib_batches
 
     def validate(self):
         """Recalibrate the EMA model's batch norm on clean training images, then validate (see

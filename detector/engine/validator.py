@@ -108,7 +108,6 @@ def evaluate(
     ``agreement`` (absolute differences between the two evaluations).
     """
     from ..weights import load_model
-    from ultralytics.utils import YAML
 
     model = model if model is not None else load_model(weights, device=device)
     args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf,
@@ -134,10 +133,10 @@ def evaluate(
         "precision": float(box.mp), "recall": float(box.mr), "map50": float(box.map50), "map": float(box.map),
         "per_class": per_class, "save_dir": str(validator.save_dir),
     }
-    ds = YAML.load(str(data)) if str(data).endswith((".yaml", ".yml")) else {}
+    ds = validator.data  # the dataset YAML as Ultralytics resolved it (absolute ``path``)
     gt_rel = (ds.get("coco_json") or {}).get(split)
     if gt_rel:
-        gt_path = Path(gt_rel) if Path(gt_rel).is_absolute() else Path(ds.get("path", Path(data).parent)) / gt_rel
+        gt_path = Path(gt_rel) if Path(gt_rel).is_absolute() else Path(ds["path"]) / gt_rel
         if gt_path.is_file():
             coco = coco_evaluate(gt_path, validator.coco_preds)
             result["pycocotools"] = coco
