@@ -125,7 +125,15 @@ def build_from_checkpoint(ckpt: dict, use_ema: bool = True):
     state = ckpt.get("ema_state_dict") if use_ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
     model.load_state_dict(state, strict=True)
     model.set_names(ckpt.get("names") or model.names)
+    imgsz = (ckpt.get("train_args") or {}).get("imgsz")
+    model.train_imgsz = int(imgsz) if isinstance(imgsz, (int, float)) and imgsz > 0 else None  # detect's default size
     return model
+
+
+def default_imgsz(model, fallback: int = 640) -> int:
+    """The image size a model was trained at (from its checkpoint), else ``fallback``: the size at which
+    its objects have the scale it learned."""
+    return int(getattr(model, "train_imgsz", None) or fallback)
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", use_ema: bool = True):
@@ -135,6 +143,23 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         raise FileNotFoundError(f"default weights not found: {path} (pass --weights PATH)")
     model = build_from_checkpoint(load_checkpoint(path), use_ema=use_ema)
     return model.to(device).eval()
+
+
+def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema: bool = True, **note: Any) -> Path:
+    """Write an inference-only copy of a training checkpoint: the EMA weights (else the raw ones) as
+    ``state_dict``, floating tensors in fp16 when ``half`` (loading casts them back to the model's
+    float32), plus config, names, epoch, training arguments and metrics; no optimizer or training
+    state. Extra keyword arguments are stored as plain fields (e.g. ``note="..."``)."""
+    ckpt = load_checkpoint(src)
+    state = ckpt.get("ema_state_dict") if use_ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    out = {k: ckpt[k] for k in ("format", "format_version", "config", "names") if k in ckpt}
+    out["state_dict"] = state
+    out.update({k: ckpt[k] for k in ("epoch", "best_fitness", "train_args", "train_metrics") if k in ckpt})
+    out.update({k: plain(v) for k, v in note.items()})
+    build_from_checkpoint(out)  # refuse to write a file that would not load
+    return atomic_torch_save(out, dst)
 
 
 def sha256(path: str | Path) -> str:

@@ -289,6 +289,35 @@ def test_stored_config_rebuilds_exactly(saved):
     assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
 
 
+def test_export_keeps_ema_weights_in_fp16_and_drops_training_state(tmp_path, live_tiny):
+    from detector.weights import default_imgsz, export_weights
+
+    model, _ = live_tiny
+    ema = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.add_(0.01)  # the EMA differs from the raw weights, so the test can tell which was kept
+    src = tmp_path / "best.pt"
+    save_checkpoint(src, model, ema_state_dict=ema.state_dict(), optimizer={"state": {}, "param_groups": []},
+                    epoch=4, train_args={"imgsz": 320, "epochs": 5})
+    dst = export_weights(src, tmp_path / "small.pt", note="test")
+    ckpt = load_checkpoint(dst)
+    assert "optimizer" not in ckpt and "ema_state_dict" not in ckpt and ckpt["note"] == "test"
+    assert ckpt["epoch"] == 4
+    floats = [v for v in ckpt["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    loaded = load_model(dst)
+    assert default_imgsz(loaded) == 320 and default_imgsz(model) == 640
+    ref = ema.state_dict()
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == ref[k].dtype
+        if v.is_floating_point():  # the EMA's values, rounded to fp16
+            assert torch.allclose(v, ref[k], rtol=1e-3, atol=1e-4), k
+        else:
+            assert torch.equal(v, ref[k]), k
+    assert dst.stat().st_size < src.stat().st_size / 2
+
+
 class _Payload:
     """Pickles as a call: unpickling it runs ``func(*args)``."""
 

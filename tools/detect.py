@@ -20,7 +20,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/detect/exp", help="output folder")
     ap.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
     ap.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    ap.add_argument("--imgsz", type=int, default=640, help="inference size (multiple of 32)")
+    ap.add_argument("--imgsz", type=int, default=None,
+                    help="inference size, a multiple of 32 (default: the size the weights were trained at, else 640)")
     ap.add_argument("--max-det", type=int, default=300)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--save-txt", action="store_true", help="write YOLO txt files (class cx cy w h score)")

@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", nargs="+", default=None,
                     help="SSSA blocks to show, by index or name substring (e.g. 0 2, or p5); default all")
     ap.add_argument("--timesteps", nargs="+", type=int, default=None, help="timesteps to show; default all")
-    ap.add_argument("--imgsz", type=int, default=640, help="inference size (multiple of 32)")
+    ap.add_argument("--imgsz", type=int, default=None,
+                    help="inference size, a multiple of 32 (default: the size the weights were trained at, else 640)")
     ap.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
     ap.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
     ap.add_argument("--max-det", type=int, default=300)

@@ -31,17 +31,18 @@ def main(argv=None) -> int:
     ap.add_argument("--patience", type=int, default=100)
     ap.add_argument("--lr0", type=float, default=None, help="initial learning rate (default: Ultralytics' auto)")
     ap.add_argument("--optimizer", default="auto")
-    ap.add_argument("--close-mosaic", type=int, default=10)
+    ap.add_argument("--close-mosaic", type=int, default=None,
+                    help="last epochs without mosaic (default 10; with --resume: change the checkpoint's)")
     ap.add_argument("--no-plots", action="store_true")
     a = ap.parse_args(argv)
     if not a.resume and not a.data:
         ap.error("--data is required unless --resume is given")
     extra = dict(workers=a.workers, seed=a.seed, patience=a.patience, optimizer=a.optimizer,
-                 close_mosaic=a.close_mosaic, plots=not a.no_plots)
+                 close_mosaic=10 if a.close_mosaic is None else a.close_mosaic, plots=not a.no_plots)
     if a.lr0 is not None:
         extra["lr0"] = a.lr0
-    if a.resume:
-        extra = {}
+    if a.resume:  # the checkpoint's arguments, except the few a resumed run may change
+        extra = {} if a.close_mosaic is None else {"close_mosaic": a.close_mosaic}
     t = train(a.data, a.model, a.epochs, a.imgsz, a.batch, a.device, a.timesteps, a.resume, a.project, a.name, **extra)
     print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
     return 0

@@ -2,8 +2,11 @@
 
 Measured per (model, image size, batch): median wall time of a no-grad forward over ``repeats`` runs
 after ``warmup`` runs; latency per image = time / batch; throughput = batch / time; peak memory = the
-process's peak resident set growth during the timed runs (``resource.getrusage`` high-water mark is
-monotonic, so we sample RSS in a background thread instead). Achieved FLOP/s = dense model FLOPs
+peak of bytes held through PyTorch's CPU allocator during one more, profiled forward (activations and
+temporaries; the weights are counted separately as ``weights_mb``), replayed from the profiler's
+allocation events as in the attention benchmark. (Sampling the process RSS, which this module did
+first, read ~0 MB for any configuration after a larger one, because the allocator keeps freed pages.)
+Achieved FLOP/s = dense model FLOPs
 (Ultralytics' counter, every timestep counted) / time, as a fraction of this machine's measured fp32
 matmul peak (``matmul_peak_gflops``), which says how well the hardware is used, not how much work a
 spiking chip would do.
@@ -12,13 +15,13 @@ spiking chip would do.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-import psutil
 import torch
+
+from .attention_bench import measure_peak_bytes
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -33,35 +36,6 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-class PeakRSS:
-    """Sample the process RSS every few ms; ``peak_mb`` is the maximum growth above the start."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval, self.proc = interval, psutil.Process()
-        self.base = self.peak = 0
-        self._stop = threading.Event()
-
-    def __enter__(self):
-        self.base = self.peak = self.proc.memory_info().rss
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def peak_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
 @dataclass
 class BenchResult:
     model: str
@@ -73,7 +47,8 @@ class BenchResult:
     ms_per_batch: float
     ms_per_image: float
     images_per_s: float
-    peak_mem_mb: float
+    peak_mem_mb: float  # activations and temporaries of one forward (allocator peak)
+    weights_mb: float
     achieved_gflops: float
     fraction_of_peak: float
 
@@ -97,12 +72,15 @@ def bench_model(name: str, model: torch.nn.Module, imgsz: int, batch: int, peak_
     model = model.eval()
     gflops = float(get_flops(model, imgsz))  # per image at imgsz x imgsz
     x = torch.rand(batch, 3, imgsz, imgsz)
-    with PeakRSS() as mem:
-        times = time_forward(lambda: model(x), warmup, repeats)
+    times = time_forward(lambda: model(x), warmup, repeats)
+    with torch.no_grad():
+        peak = measure_peak_bytes(lambda: model(x))
+    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     t = statistics.median(times)
     achieved = gflops * batch / t
     return BenchResult(name, imgsz, batch, timesteps, sum(p.numel() for p in model.parameters()) / 1e6, gflops,
-                       t * 1e3, t * 1e3 / batch, batch / t, mem.peak_mb, achieved, achieved / peak_gflops)
+                       t * 1e3, t * 1e3 / batch, batch / t, peak / 2**20, weights / 2**20, achieved,
+                       achieved / peak_gflops)
 
 
 def build_models(variants: list[str], timesteps: int | None, baseline: bool = True) -> list[tuple[str, Any, int | None]]:
@@ -131,13 +109,13 @@ def run(variants=("n", "s", "m"), sizes=(512, 640), batches=(1, 8), timesteps: i
                 r = bench_model(name, model, s, b, peak, warmup, repeats, T)
                 results.append(r)
                 log(f"{r.model:>14s} T={r.timesteps or '-'} {s}px b{b}: {r.ms_per_image:8.1f} ms/img "
-                    f"{r.images_per_s:6.2f} img/s  peak +{r.peak_mem_mb:7.1f} MB  {r.fraction_of_peak:5.1%} of peak")
+                    f"{r.images_per_s:6.2f} img/s  peak {r.peak_mem_mb:7.1f} MB  {r.fraction_of_peak:5.1%} of peak")
     return {"matmul_peak_gflops": peak, "threads": torch.get_num_threads(), "results": [asdict(r) for r in results]}
 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"fp32 matmul peak {report['matmul_peak_gflops']:.0f} GFLOP/s, {report['threads']} threads.", "",
-             "| model | T | params | imgsz | batch | ms / image | images / s | peak mem (MB) | GFLOPs / image | % of peak |",
+             "| model | T | params | imgsz | batch | ms / image | images / s | peak activation mem (MB) | GFLOPs / image | % of peak |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         lines.append(f"| {r['model']} | {r['timesteps'] or '-'} | {r['params_m']:.2f} M | {r['imgsz']} | {r['batch']} | "

@@ -518,7 +518,7 @@ def heatmaps(
     out: str | Path = "runs/heatmap/exp",
     blocks: Iterable[str | int] | None = None,
     timesteps: Sequence[int] | None = None,
-    imgsz: int = 640,
+    imgsz: int | None = None,
     conf: float = 0.25,
     iou: float = 0.45,
     max_det: int = 300,
@@ -545,7 +545,7 @@ def heatmaps(
 
     if interp not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interp!r}; choose from {INTERPOLATIONS}")
-    if imgsz % 32:
+    if imgsz is not None and imgsz % 32:
         raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
     src = expand_source(source)
     paths = src.images[:max_images] if max_images else src.images
@@ -575,6 +575,9 @@ def heatmaps(
         auto_label = "model"
     label = label or auto_label
     summary.label = label
+    imgsz = imgsz or W.default_imgsz(model)  # the weights' training size; 640 for an untrained model
+    if imgsz % 32:
+        raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
     # fail on a bad --blocks / --timesteps before any image is processed
     found = find_sssa_blocks(model)
     if not found:

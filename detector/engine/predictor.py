@@ -119,7 +119,7 @@ def detect(
     out: str | Path = "runs/detect/exp",
     conf: float = 0.25,
     iou: float = 0.45,
-    imgsz: int = 640,
+    imgsz: int | None = None,
     save_txt: bool = False,
     save_json: bool = False,
     device: str = "cpu",
@@ -128,12 +128,16 @@ def detect(
     model=None,
     verbose: bool = True,
 ) -> DetectSummary:
-    """Detect objects in every image (and video) of ``source`` and write the results into ``out``."""
-    from ..weights import load_model
+    """Detect objects in every image (and video) of ``source`` and write the results into ``out``.
+    ``imgsz`` defaults to the size the weights were trained at (640 if the checkpoint does not say)."""
+    from ..weights import default_imgsz, load_model
 
-    if imgsz % 32:
+    if imgsz is not None and imgsz % 32:
         raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
     model = model if model is not None else load_model(weights, device=device)
+    imgsz = imgsz or default_imgsz(model)
+    if imgsz % 32:
+        raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
     model.eval()
     names = {int(k): v for k, v in model.names.items()}
     out_dir = Path(out)

@@ -126,10 +126,18 @@ class SNNTrainer(DetectionTrainer):
         self._calib_batches = [torch.cat(imgs[k:k + batch]) for k in range(0, len(imgs), batch)]
         return self._calib_batches
 
+    def mosaic_active(self) -> bool:
+        """Whether the epoch being validated trained on mosaic batches (Ultralytics closes mosaic at
+        epoch ``epochs - close_mosaic``, 0-based)."""
+        return float(self.args.mosaic) > 0 and self.epoch < self.epochs - int(self.args.close_mosaic)
+
     def validate(self):
-        """Recalibrate the EMA model's batch norm on clean training images, then validate (see
-        ``detector.models.calibration`` for why a spiking detector needs it)."""
-        if self.ema is not None and self.bn_calib_images > 0 and RANK in {-1, 0}:
+        """While training batches are mosaics, recalibrate the EMA model's batch norm on clean
+        training images before validating (see ``detector.models.calibration`` for why a spiking
+        detector needs it). Once mosaic is closed the running statistics already come from clean
+        batches, and they serve validation better than the 64-image recalibration: at the end of the
+        interim SSDD run (rect val batches, 320 px) val mAP@0.5 read 0.157 without it, 0.135 with it."""
+        if self.ema is not None and self.bn_calib_images > 0 and self.mosaic_active() and RANK in {-1, 0}:
             from ..models.calibration import recalibrate_bn
 
             recalibrate_bn(self.ema.ema, self.calibration_batches())
