@@ -472,3 +472,15 @@ def test_detect_works_with_network_blocked(tmp_path, monkeypatch, saved):
     assert cv2.imread(str(out / "scene0.jpg")).shape == (150, 220, 3)  # rendered at the original size
     assert len(json.loads((out / "predictions.json").read_text())) == summary.detections
     assert attempts == [], f"detect tried the network: {attempts}"
+
+
+@pytest.mark.parametrize("mosaic, close, epoch, active", [
+    (1.0, 4, 0, True), (1.0, 4, 21, True), (1.0, 4, 22, False), (1.0, 4, 25, False),  # 26 epochs, 0-based
+    (1.0, 0, 25, True), (0.0, 4, 0, False), (0.5, 26, 0, False)])
+def test_bn_recalibration_only_while_training_on_mosaics(mosaic, close, epoch, active):
+    from types import SimpleNamespace
+
+    from detector.engine.trainer import SNNTrainer
+
+    t = SimpleNamespace(args=SimpleNamespace(mosaic=mosaic, close_mosaic=close), epoch=epoch, epochs=26)
+    assert SNNTrainer.mosaic_active(t) is active

@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     which.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights in weights/)")
     which.add_argument("--model", choices=["n", "s", "m"], help="analyse a freshly initialised (untrained) variant")
     ap.add_argument("--split", default="val", help="dataset split with --data (default: val)")
-    ap.add_argument("--imgsz", type=int, default=512, help="letterbox size, a multiple of 32 (default: 512)")
+    ap.add_argument("--imgsz", type=int, default=None,
+                    help="letterbox size, a multiple of 32 (default: the size the weights were trained at, else 512)")
     ap.add_argument("--timesteps", type=int, default=None, help="T to run with (default and maximum: the model's T)")
     ap.add_argument("--max-images", type=int, default=None, help="measure at most this many images")
     ap.add_argument("--batch", type=int, default=4, help="images per forward pass (does not change the counts)")
@@ -60,13 +61,16 @@ def main(argv=None) -> int:
     ap.add_argument("--csv", default=None, help="write the per-layer table as CSV")
     ap.add_argument("--plot", default=None, help="write a PNG of per-layer firing rates and energy")
     a = ap.parse_args(argv)
-    if a.imgsz <= 0 or a.imgsz % 32:
+    if a.imgsz is not None and (a.imgsz <= 0 or a.imgsz % 32):
         ap.error(f"--imgsz must be a positive multiple of 32, got {a.imgsz}")
     if a.max_images is not None and a.max_images < 1:
         ap.error("--max-images must be >= 1")
 
     constants = get_constants(a.preset, a.e_mac, a.e_ac)
     model, desc, untrained = load(a)
+    from detector.weights import default_imgsz
+
+    a.imgsz = a.imgsz or default_imgsz(model, fallback=512)
     model.to(a.device)
     paths = find_images(a.source) if a.source else dataset_images(a.data, a.split)
     if a.max_images:

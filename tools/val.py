@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
     ap.add_argument("--split", default="val", choices=["train", "val", "test"])
     ap.add_argument("--json", default=None, help="write the metrics to this JSON file")
-    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--imgsz", type=int, default=None, help="default: the size the weights were trained at, else 640")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--conf", type=float, default=0.001)
     ap.add_argument("--iou", type=float, default=0.7)

@@ -90,7 +90,7 @@ def evaluate(
     data: str | Path,
     weights: str | Path | None = None,
     split: str = "val",
-    imgsz: int = 640,
+    imgsz: int | None = None,
     batch: int = 8,
     conf: float = 0.001,
     iou: float = 0.7,
@@ -105,11 +105,13 @@ def evaluate(
 
     Keys: ``precision``, ``recall``, ``map50``, ``map`` (overall), ``per_class`` (list of dicts),
     ``pycocotools`` (the independent evaluation, when the dataset has COCO ground truth) and
-    ``agreement`` (absolute differences between the two evaluations).
+    ``agreement`` (absolute differences between the two evaluations). ``imgsz`` defaults to the size
+    the weights were trained at (640 if the checkpoint does not say).
     """
-    from ..weights import load_model
+    from ..weights import default_imgsz, load_model
 
     model = model if model is not None else load_model(weights, device=device)
+    imgsz = imgsz or default_imgsz(model)
     args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf,
                 iou=iou, device=device, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
                 save_json=False, verbose=True)
@@ -129,7 +131,7 @@ def evaluate(
             per_class.append({"class_id": c, "name": names[c], "precision": None, "recall": None, "map50": None,
                               "map": None, "instances": 0})
     result: dict[str, Any] = {
-        "split": split, "images": int(validator.seen), "weights": str(weights) if weights else None,
+        "split": split, "imgsz": int(imgsz), "images": int(validator.seen), "weights": str(weights) if weights else None,
         "precision": float(box.mp), "recall": float(box.mr), "map50": float(box.map50), "map": float(box.map),
         "per_class": per_class, "save_dir": str(validator.save_dir),
     }
