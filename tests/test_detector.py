@@ -474,13 +474,17 @@ def test_detect_works_with_network_blocked(tmp_path, monkeypatch, saved):
     assert attempts == [], f"detect tried the network: {attempts}"
 
 
-@pytest.mark.parametrize("mosaic, close, epoch, active", [
-    (1.0, 4, 0, True), (1.0, 4, 21, True), (1.0, 4, 22, False), (1.0, 4, 25, False),  # 26 epochs, 0-based
-    (1.0, 0, 25, True), (0.0, 4, 0, False), (0.5, 26, 0, False)])
-def test_bn_recalibration_only_while_training_on_mosaics(mosaic, close, epoch, active):
+@pytest.mark.parametrize("mosaic, close, epoch, nb, recalibrate", [
+    (1.0, 4, 0, 53, True), (1.0, 4, 21, 53, True),  # mosaic epochs (26 epochs, 0-based)
+    (1.0, 4, 22, 53, True), (1.0, 4, 23, 53, False), (1.0, 4, 25, 53, False),  # 53, 106, 212 clean batches
+    (1.0, 4, 22, 200, False),  # one long clean epoch is enough
+    (1.0, 0, 25, 53, True),  # mosaic never closes
+    (0.0, 4, 0, 4, True), (0.0, 4, 24, 4, False), (0.0, 0, 3, 4, True)])  # no mosaic: 4, 100, 16 batches
+def test_bn_recalibration_until_running_stats_settle_on_clean_batches(mosaic, close, epoch, nb, recalibrate):
     from types import SimpleNamespace
 
     from detector.engine.trainer import SNNTrainer
 
-    t = SimpleNamespace(args=SimpleNamespace(mosaic=mosaic, close_mosaic=close), epoch=epoch, epochs=26)
-    assert SNNTrainer.mosaic_active(t) is active
+    t = SimpleNamespace(args=SimpleNamespace(mosaic=mosaic, close_mosaic=close), epoch=epoch, epochs=26,
+                        train_loader=[None] * nb, bn_settle_batches=SNNTrainer.bn_settle_batches)
+    assert SNNTrainer.bn_stats_settled(t) is (not recalibrate)

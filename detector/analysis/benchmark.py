@@ -115,10 +115,10 @@ def run(variants=("n", "s", "m"), sizes=(512, 640), batches=(1, 8), timesteps: i
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"fp32 matmul peak {report['matmul_peak_gflops']:.0f} GFLOP/s, {report['threads']} threads.", "",
-             "| model | T | params | imgsz | batch | ms / image | images / s | peak activation mem (MB) | GFLOPs / image | % of peak |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | T | params | imgsz | batch | ms / image | images / s | peak activation mem (MB) | weights (MB) | GFLOPs / image | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         lines.append(f"| {r['model']} | {r['timesteps'] or '-'} | {r['params_m']:.2f} M | {r['imgsz']} | {r['batch']} | "
-                     f"{r['ms_per_image']:.1f} | {r['images_per_s']:.2f} | {r['peak_mem_mb']:.0f} | "
+                     f"{r['ms_per_image']:.1f} | {r['images_per_s']:.2f} | {r['peak_mem_mb']:.0f} | {r['weights_mb']:.1f} | "
                      f"{r['gflops_per_image']:.1f} | {100 * r['fraction_of_peak']:.1f} |")
     return "\n".join(lines)

@@ -33,7 +33,14 @@ from .sources import ImageReadError, expand_source, iter_video, read_image
 
 
 class SNNPredictor(DetectionPredictor):
-    """Ultralytics detection predictor; a weights path is loaded with the project's safe loader."""
+    """Ultralytics detection predictor; a weights path is loaded with the project's safe loader, and the
+    model keeps PyTorch's default memory layout unless ``channels_last`` is set, so its detections equal
+    ``predict_image``'s (see ``SNNValidator`` for why the layout matters to a spiking network)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.args.channels_last is None:
+            self.args.channels_last = False
 
     def setup_model(self, model, verbose: bool = True):
         from ..weights import load_model

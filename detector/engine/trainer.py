@@ -126,18 +126,26 @@ class SNNTrainer(DetectionTrainer):
         self._calib_batches = [torch.cat(imgs[k:k + batch]) for k in range(0, len(imgs), batch)]
         return self._calib_batches
 
-    def mosaic_active(self) -> bool:
-        """Whether the epoch being validated trained on mosaic batches (Ultralytics closes mosaic at
-        epoch ``epochs - close_mosaic``, 0-based)."""
-        return float(self.args.mosaic) > 0 and self.epoch < self.epochs - int(self.args.close_mosaic)
+    bn_settle_batches = 100  # clean batches after which running statistics are trusted (BN momentum 0.03)
+
+    def bn_stats_settled(self) -> bool:
+        """Whether batch norm's running statistics, at the end of the current epoch, come from clean
+        batches: at least ``bn_settle_batches`` training batches since mosaic closed (Ultralytics closes
+        it at epoch ``epochs - close_mosaic``, 0-based; never, with ``close_mosaic`` 0). With momentum
+        0.03, 100 batches leave 0.97^100 = 5 % of the earlier statistics."""
+        first_clean = 0 if float(self.args.mosaic) <= 0 else self.epochs - int(self.args.close_mosaic)
+        if int(self.args.close_mosaic) <= 0 < float(self.args.mosaic) or self.epoch < first_clean:
+            return False
+        return (self.epoch + 1 - first_clean) * len(self.train_loader) >= self.bn_settle_batches
 
     def validate(self):
-        """While training batches are mosaics, recalibrate the EMA model's batch norm on clean
-        training images before validating (see ``detector.models.calibration`` for why a spiking
-        detector needs it). Once mosaic is closed the running statistics already come from clean
-        batches, and they serve validation better than the 64-image recalibration: at the end of the
-        interim SSDD run (rect val batches, 320 px) val mAP@0.5 read 0.157 without it, 0.135 with it."""
-        if self.ema is not None and self.bn_calib_images > 0 and self.mosaic_active() and RANK in {-1, 0}:
+        """Unless the running statistics are settled on clean batches, recalibrate the EMA model's
+        batch norm on clean training images before validating (see ``detector.models.calibration`` for
+        why a spiking detector needs it): during mosaic epochs, and early in a run whatever the
+        augmentation. Settled statistics serve validation better than the 64-image recalibration: at
+        the end of the interim SSDD run (rect val batches, 320 px) val mAP@0.5 read 0.157 without it,
+        0.135 with it."""
+        if self.ema is not None and self.bn_calib_images > 0 and not self.bn_stats_settled() and RANK in {-1, 0}:
             from ..models.calibration import recalibrate_bn
 
             recalibrate_bn(self.ema.ema, self.calibration_batches())
