@@ -5,6 +5,9 @@ evaluate it on a split.
     python tools/train_baseline.py --data data/ssdd/data.yaml --epochs 26 --imgsz 320 --batch 16 --close-mosaic 4
     python tools/train_baseline.py --resume runs/baseline/yolov8n/weights/last.pt --epochs 26 --close-mosaic 4
     python tools/train_baseline.py --eval runs/baseline/yolov8n/weights/best.pt --data data/ssdd/data.yaml --imgsz 320
+
+--resume and --eval read Ultralytics' own checkpoint format, which is pickle: pass only files your own
+baseline runs wrote. (The project's SNN weights never use it; see detector/weights.py.)
 """
 
 import argparse
