@@ -26,19 +26,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny import tiny_config
 
 WORLD = 2
 STEPS = 3
-TINY = {
-    "nc": 2,
-    "timesteps": 2,
-    "reg_max": 16,
-    "backbone": {"widths": [8, 16, 16, 32, 32], "depths": [1, 1, 1], "heads": [2, 2], "mlp_ratio": 2.0,
-                 "attn": "sssa_v2", "dilations": [1, 2]},
-    "neck": {"widths": [16, 32, 32], "depth": 1},
-    "neuron": {"name": "lif", "tau": 2.0, "v_threshold": 1.0, "surrogate": "atan"},
-    "saccade": {"mw_init": "identity", "vth_init": 0.005, "alpha": 40.0},
-}
+TINY = tiny_config(nc=2)
 
 
 def free_port() -> int:

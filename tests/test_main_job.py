@@ -59,12 +59,12 @@ def test_shipped_weights_find_the_ships_in_the_demo_images(tmp_path):
     assert DEFAULT_WEIGHTS.is_file(), f"the shipped weights are missing: {DEFAULT_WEIGHTS}"
     s = detect(ROOT / "images", out=tmp_path, save_json=True, verbose=False)  # every default, as the tool
     assert s.images == 6 and not s.skipped
+    assert all(p["category_name"] == "ship" for p in s.predictions)
     tp = n_pred = n_gt = 0
     for k, path in enumerate(IMAGES):
         _, gt = make_sar_scene(SEED + k, SIZE)
         pred = [([p["bbox"][0], p["bbox"][1], p["bbox"][0] + p["bbox"][2], p["bbox"][1] + p["bbox"][3]], p["score"])
                 for p in s.predictions if p["file_name"] == path.name]
-        assert all(p["category_name"] == "ship" for p in s.predictions)
         hit = match(pred, gt)
         assert hit >= 1, f"{path.name}: none of {len(gt)} ships found ({len(pred)} detections)"
         tp, n_pred, n_gt = tp + hit, n_pred + len(pred), n_gt + len(gt)

@@ -134,7 +134,7 @@ class SNNTrainer(DetectionTrainer):
         it at epoch ``epochs - close_mosaic``, 0-based; never, with ``close_mosaic`` 0). With momentum
         0.03, 100 batches leave 0.97^100 = 5 % of the earlier statistics."""
         first_clean = 0 if float(self.args.mosaic) <= 0 else self.epochs - int(self.args.close_mosaic)
-        if int(self.args.close_mosaic) <= 0 < float(self.args.mosaic) or self.epoch < first_clean:
+        if self.epoch < first_clean:  # with close_mosaic 0, first_clean = epochs: always
             return False
         return (self.epoch + 1 - first_clean) * len(self.train_loader) >= self.bn_settle_batches
 
