@@ -83,34 +83,47 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, **extra: Any) -> P
 
 
 def _unpickler_reason(e: Exception) -> str:
-    """The informative part of torch's weights-only refusal (e.g. "Unsupported global: GLOBAL exec ..."),
-    without its advice to retry with ``weights_only=False`` and without terminal colour codes."""
+    """What torch's weights-only unpickler refused (e.g. "Unsupported global: GLOBAL builtins.exec"), without
+    its advice to retry with ``weights_only=False`` (which would run the file's code) or colour codes."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-    _, sep, rest = text.partition("WeightsUnpickler error:")
-    lines = [ln.strip() for ln in (rest if sep else text).splitlines() if ln.strip()]
-    reason = lines[0] if lines else type(e).__name__
-    return reason.split(". Please use", 1)[0][:200]
+    m = re.search(r"Unsupported (global|operand)[^\n.]*", text)
+    if m:
+        return m.group(0).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and "weights_only" not in line and "Please" not in line and "WeightsUnpickler" not in line:
+            return line[:160]
+    return type(e).__name__
+
+
+def read_plain_file(path: str | Path, what: str = "weights") -> dict:
+    """Read a torch file that must hold only plain data (tensors, numbers, strings, lists, dicts),
+    with ``weights_only=True``: a file with pickled code is refused before anything in it runs.
+    Raises FileNotFoundError, UnsafeCheckpointError or ValueError, each one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        why = _unpickler_reason(e)
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it contains pickled Python objects, not only plain data ({why}); loading it "
+            f"could run code, so it was not loaded. Only plain-data SNN-ViT-YOLO files are accepted."
+        ) from e
+    except Exception as e:  # noqa: BLE001 - corrupt bytes surface as RuntimeError, EOFError, KeyError, ...
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ValueError(f"cannot read {what} file {path}: corrupt or not a torch file ({type(e).__name__}: {first})") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} is not an SNN-ViT-YOLO {what} file (not a dict)")
+    return obj
 
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint safely. Raises FileNotFoundError, UnsafeCheckpointError or ValueError."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        why = _unpickler_reason(e)
-        what = ("it contains pickled objects that are not plain data and could execute code" if "global" in why.lower()
-                else "it is not a plain-data torch checkpoint that can be read without running pickle code")
-        raise UnsafeCheckpointError(
-            f"refused to load {path}: {what} ({why}). Only SNN-ViT-YOLO checkpoints are accepted."
-        ) from e
-    except Exception as e:  # noqa: BLE001 - corrupt bytes surface as RuntimeError, EOFError, KeyError, ...
-        raise ValueError(
-            f"cannot read weights file {path}: corrupt or not a torch checkpoint ({type(e).__name__}: {e})"
-        ) from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    ckpt = read_plain_file(path, "weights")
+    if ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not an SNN-ViT-YOLO checkpoint (missing format tag {FORMAT!r})")
     if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer SNN-ViT-YOLO (format {ckpt['format_version']})")
@@ -168,3 +181,64 @@ def sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# ANN checkpoints (the YOLOv8 baseline / distillation teacher), in the same plain-data spirit
+# --------------------------------------------------------------------------------------------
+
+ANN_FORMAT = "snnvit-yolo-ann"
+# Ultralytics' bundled model YAMLs an ANN checkpoint may be rebuilt from (read from the installed package
+# only; a checkpoint never supplies a model YAML of its own, which Ultralytics' parser would interpret).
+ANN_ARCHS = ("yolov8n.yaml", "yolov8s.yaml", "yolov8m.yaml", "yolov8l.yaml", "yolov8x.yaml")
+MAX_CLASSES = 10_000
+
+
+def save_ann_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, names: dict, **extra: Any) -> Path:
+    """Save an Ultralytics detection model as plain tensors: ``arch`` (one of ``ANN_ARCHS``), class names,
+    the state dict, plus plain ``extra`` fields (EMA weights, optimizer state, training state...)."""
+    if arch not in ANN_ARCHS:
+        raise ValueError(f"ANN architecture {arch!r} is not one of {list(ANN_ARCHS)}")
+    names = {int(k): str(v) for k, v in dict(names).items()}
+    ckpt = {"format": ANN_FORMAT, "format_version": 1, "arch": arch, "nc": len(names), "names": names,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    ckpt.update({k: plain(v) if k not in {"optimizer", "ema_state_dict"} else v for k, v in extra.items()})
+    return atomic_torch_save(ckpt, path)
+
+
+def load_ann_checkpoint(path: str | Path) -> dict:
+    """Read and validate an ANN checkpoint (``save_ann_checkpoint``); ValueError names the bad field."""
+    path = Path(path)
+    ckpt = read_plain_file(path, "ANN weights")
+    if ckpt.get("format") != ANN_FORMAT:
+        raise ValueError(f"{path} is not an ANN baseline/teacher checkpoint of this project (format tag {ANN_FORMAT!r} "
+                         "missing); make one with tools/train_baseline.py")
+    arch, nc, names = ckpt.get("arch"), ckpt.get("nc"), ckpt.get("names")
+    if arch not in ANN_ARCHS:
+        raise ValueError(f"{path}: architecture {arch!r} is not one of {list(ANN_ARCHS)}")
+    if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= MAX_CLASSES:
+        raise ValueError(f"{path}: nc must be an integer in 1..{MAX_CLASSES}, got {nc!r}")
+    if not isinstance(names, dict) or sorted(names) != list(range(nc)) or not all(isinstance(v, str) for v in names.values()):
+        raise ValueError(f"{path}: names must map 0..{nc - 1} to strings")
+    for key in ("state_dict", "ema_state_dict"):
+        sd = ckpt.get(key)
+        if key == "state_dict" or sd is not None:
+            if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+                raise ValueError(f"{path}: {key} must be a dict of tensors")
+    return ckpt
+
+
+def build_ann(ckpt: dict, use_ema: bool = True, source: Any = "checkpoint") -> torch.nn.Module:
+    """An Ultralytics ``DetectionModel`` rebuilt from a validated ANN checkpoint (EMA weights when
+    present and ``use_ema``), float32, with its class names."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel(ckpt["arch"], nc=int(ckpt["nc"]), verbose=False)
+    state = ckpt.get("ema_state_dict") if use_ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{source}: weights do not fit {ckpt['arch']} with nc={ckpt['nc']}: "
+                         f"{str(e).splitlines()[0][:200]}") from e
+    model.names = {int(k): str(v) for k, v in ckpt["names"].items()}
+    return model

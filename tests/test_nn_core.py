@@ -24,6 +24,7 @@ from detector.nn import (
     SSSA,
     SaccadicNeuron,
     SJNeuron,
+    SpikingNeuron,
     SNNViT,
     SNNViTConfig,
     make_attention,
@@ -69,14 +70,14 @@ def calibrate(model: nn.Module, x: torch.Tensor) -> nn.Module:
 
 
 class SpikeRecorder:
-    """Forward hooks on every SJNeuron and SaccadicNeuron: records (name, output) of each call."""
+    """Forward hooks on every spiking neuron and SaccadicNeuron: records (name, output) of each call."""
 
     def __init__(self, model: nn.Module):
         self.outputs: list[tuple[str, torch.Tensor]] = []
         self.handles = [
             m.register_forward_hook(lambda mod, inp, out, name=name: self.outputs.append((name, out.detach())))
             for name, m in model.named_modules()
-            if isinstance(m, (SJNeuron, SaccadicNeuron))
+            if isinstance(m, (SpikingNeuron, SaccadicNeuron))
         ]
 
     def close(self):
@@ -159,7 +160,7 @@ def test_all_neuron_outputs_are_binary(attn):
     out = model(image(B=2, H=64, W=96))
     rec.close()
     # every neuron module was called exactly once (the hooks saw the whole backbone)
-    n_neurons = sum(isinstance(m, (SJNeuron, SaccadicNeuron)) for m in model.modules())
+    n_neurons = sum(isinstance(m, (SpikingNeuron, SaccadicNeuron)) for m in model.modules())
     assert len(rec.outputs) == n_neurons > 10
     saccades = [s for name, s in rec.outputs if name.endswith(".saccade")]
     assert len(saccades) == (2 if attn.startswith("sssa") else 0)
@@ -501,13 +502,17 @@ def test_saccadic_init_and_shape_checks():
 # ------------------------------------------------------------------------------------------------
 
 
-def test_make_neuron_lif_and_if():
+@pytest.mark.parametrize("backend", ["fused", "spikingjelly"])
+def test_make_neuron_lif_and_if(backend):
     """Constant input for 4 steps, V_th = 1, hard reset to 0, by hand:
     IF,  x = 0.6: v = 0.6, 1.2 (fire) -> 0, 0.6, 1.2 (fire)        -> spikes 0 1 0 1
     LIF, x = 0.6 (tau 2): v -> 0.3, 0.45, 0.525, 0.5625 < 1          -> silent
     LIF, x = 1.5: v = 0.75, 1.125 (fire) -> 0, 0.75, 1.125 (fire)     -> spikes 0 1 0 1"""
-    lif, if_ = make_neuron("lif"), make_neuron("if")
-    assert isinstance(lif.node, sj_neuron.LIFNode) and isinstance(if_.node, sj_neuron.IFNode)
+    lif, if_ = make_neuron("lif", backend=backend), make_neuron("if", backend=backend)
+    if backend == "spikingjelly":
+        assert isinstance(lif.node, sj_neuron.LIFNode) and isinstance(if_.node, sj_neuron.IFNode)
+    else:
+        assert lif.params.kind == "lif" and if_.params.kind == "if"
     x = torch.full((4, 1), 0.6)
     assert if_(x).flatten().tolist() == [0, 1, 0, 1]
     assert lif(x).flatten().tolist() == [0, 0, 0, 0]
@@ -515,7 +520,9 @@ def test_make_neuron_lif_and_if():
     assert lif(x).flatten().tolist() == [0, 0, 0, 0]  # no membrane carried over from the last call
 
 
-@pytest.mark.parametrize("bad", [dict(name="plif"), dict(name="LIF"), dict(name="lif", surrogate="relu")])
+@pytest.mark.parametrize("bad", [dict(name="plif"), dict(name="LIF"), dict(name="lif", surrogate="relu"),
+                                 dict(name="lif", max_spikes=4), dict(name="ilif", surrogate="atan"),
+                                 dict(name="ilif", max_spikes=0), dict(name="lif", backend="cuda")])
 def test_make_neuron_rejects_unknown(bad):
     with pytest.raises(ValueError):
         make_neuron(**bad)

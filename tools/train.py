@@ -4,6 +4,7 @@
     python tools/train.py --data data/ssdd/data.yaml --model n --epochs 100 --imgsz 512 --batch 16 --timesteps 4
     python tools/train.py --resume runs/train/exp/weights/last.pt
     python tools/train.py --data DATA.yaml --model s --device 0,1     # multi-GPU through Ultralytics' DDP
+    python tools/train.py --data DATA.yaml --timesteps 1 --neuron ilif --max-spikes 4 --teacher yolov8n-teacher.pt
 """
 
 import argparse
@@ -23,6 +24,14 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="cpu", help="cpu, 0, or 0,1 for DDP")
     ap.add_argument("--timesteps", type=int, default=None, help="T (default: the model config's)")
+    ap.add_argument("--neuron", choices=["lif", "if", "ilif"], default=None,
+                    help="replace the config's neuron: lif / if (binary spikes) or ilif (integer spikes, "
+                         "expanded into binary events at inference)")
+    ap.add_argument("--max-spikes", type=int, default=None, help="D, the largest spike count of --neuron ilif (default 4)")
+    ap.add_argument("--teacher", default=None, help="distil from this teacher file (written by tools/train_baseline.py)")
+    ap.add_argument("--kd-cls", type=float, default=1.0, help="weight of the class distillation loss (default 1)")
+    ap.add_argument("--kd-box", type=float, default=1.0, help="weight of the box (DFL) distillation loss (default 1)")
+    ap.add_argument("--kd-temperature", type=float, default=1.0, help="distillation temperature (default 1)")
     ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run or a last.pt")
     ap.add_argument("--project", default="runs/train")
     ap.add_argument("--name", default="exp")
@@ -37,13 +46,26 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if not a.resume and not a.data:
         ap.error("--data is required unless --resume is given")
+    if a.max_spikes is not None and a.neuron != "ilif":
+        ap.error("--max-spikes needs --neuron ilif")
+    neuron = None
+    if a.neuron == "ilif":
+        neuron = {"name": "ilif", "max_spikes": 4 if a.max_spikes is None else a.max_spikes}
+    elif a.neuron:
+        neuron = {"name": a.neuron}
+    distill = None
+    if a.teacher:
+        distill = {"teacher": a.teacher, "cls_weight": a.kd_cls, "box_weight": a.kd_box, "temperature": a.kd_temperature}
     extra = dict(workers=a.workers, seed=a.seed, patience=a.patience, optimizer=a.optimizer,
                  close_mosaic=10 if a.close_mosaic is None else a.close_mosaic, plots=not a.no_plots)
     if a.lr0 is not None:
         extra["lr0"] = a.lr0
     if a.resume:  # the checkpoint's arguments, except the few a resumed run may change
         extra = {} if a.close_mosaic is None else {"close_mosaic": a.close_mosaic}
-    t = train(a.data, a.model, a.epochs, a.imgsz, a.batch, a.device, a.timesteps, a.resume, a.project, a.name, **extra)
+    if a.resume and (a.timesteps is not None or neuron):
+        ap.error("--timesteps / --neuron cannot change a resumed run")
+    t = train(a.data, a.model, a.epochs, a.imgsz, a.batch, a.device, a.timesteps, a.resume, a.project, a.name,
+              neuron=neuron, distill=distill, **extra)
     print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
     return 0
 

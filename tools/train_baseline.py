@@ -6,8 +6,9 @@ evaluate it on a split.
     python tools/train_baseline.py --resume runs/baseline/yolov8n/weights/last.pt --epochs 26 --close-mosaic 4
     python tools/train_baseline.py --eval runs/baseline/yolov8n/weights/best.pt --data data/ssdd/data.yaml --imgsz 320
 
---resume and --eval read Ultralytics' own checkpoint format, which is pickle: pass only files your own
-baseline runs wrote. (The project's SNN weights never use it; see detector/weights.py.)
+Checkpoints are plain tensors and values (detector/weights.py, ANN format), never pickles: --resume and
+--eval refuse any file with pickled code. A finished run's best.pt is the distillation teacher for
+tools/train.py --teacher.
 """
 
 import argparse
@@ -22,6 +23,7 @@ from detector.engine.baseline import evaluate_baseline, train_baseline
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="dataset YAML (written by tools/convert.py)")
+    ap.add_argument("--model", default="yolov8n.yaml", help="Ultralytics' bundled yolov8{n,s,m,l,x}.yaml (random weights)")
     ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 100; with --resume: raise the total)")
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--batch", type=int, default=16)
@@ -43,7 +45,8 @@ def main(argv=None) -> int:
         extra = {} if a.close_mosaic is None else {"close_mosaic": a.close_mosaic}
         if not a.resume:
             extra.update(seed=a.seed, workers=a.workers, close_mosaic=10 if a.close_mosaic is None else a.close_mosaic)
-        t = train_baseline(a.data, a.epochs, a.imgsz, a.batch, a.device, a.resume, a.project, a.name, **extra)
+        t = train_baseline(a.data, a.epochs, a.imgsz, a.batch, a.device, a.resume, a.project, a.name, model=a.model,
+                           **extra)
         print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
         weights, data, imgsz = t.best, a.data or t.args.data, int(t.args.imgsz)
     else:

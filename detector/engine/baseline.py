@@ -1,58 +1,72 @@
-"""The same-budget ANN baseline: Ultralytics' YOLOv8n trained from scratch on the same data, epochs and
-image size as an SNN-ViT-YOLO run, with Ultralytics' own trainer and validator unchanged.
+"""The same-budget ANN baseline, and the distillation teacher: an Ultralytics YOLOv8 trained from
+scratch on the same data, epochs and image size as an SNN-ViT-YOLO run, with Ultralytics' own
+training loop, loss and validator.
 
-Two things differ from ``yolo train``: the model is always built from ``yolov8n.yaml`` (random weights;
-nothing is downloaded), and a resumed run may raise ``epochs``, as ``SNNTrainer`` allows, so a baseline
-can follow an SNN schedule that was extended by resuming (e.g. 7 epochs, then resumed to 26).
+What differs from ``yolo train``:
 
-The baseline's checkpoints are Ultralytics' own pickled format, which its trainer writes and reads;
-this module loads only files its own runs wrote. The project's weights never use that format.
+* the model is always built from one of Ultralytics' bundled YAMLs (``detector.weights.ANN_ARCHS``,
+  random weights; nothing is downloaded);
+* checkpoints are the project's plain-data ANN format (``detector.weights.save_ann_checkpoint``),
+  never pickles: ``--resume``, ``--eval`` and ``--teacher`` read them with ``weights_only=True``, so a
+  file from elsewhere cannot run code; datasets and resumed arguments are checked as for the SNN
+  (``detector.engine.safe_trainer``);
+* a resumed run may raise ``epochs`` (as ``SNNTrainer`` allows), so a baseline can follow an SNN
+  schedule that was extended by resuming; ``best.pt`` of a finished run is the teacher file.
 """
 
 from __future__ import annotations
 
-import shutil
+from copy import copy
 from pathlib import Path
 from typing import Any
 
-from . import offline as _offline
+from .safe_trainer import SafeTrainer  # applies the offline settings before Ultralytics is imported
 
-_offline.apply()
+from ultralytics.utils import RANK  # noqa: E402
 
-from ultralytics.models.yolo.detect import DetectionTrainer
+from ..data.dataset_yaml import load_dataset  # noqa: E402
+from ..weights import ANN_ARCHS, build_ann, load_ann_checkpoint, save_ann_checkpoint  # noqa: E402
 
 
-class BaselineTrainer(DetectionTrainer):
-    def check_resume(self, overrides):
-        overrides = dict(overrides)
-        epochs = overrides.pop("epochs", None)  # Ultralytics would ignore it, with a warning
-        super().check_resume(overrides)
-        if self.resume and epochs is not None:
-            self.args.epochs = int(epochs)
+class BaselineTrainer(SafeTrainer):
+    """Ultralytics' detection trainer for an allow-listed YOLOv8 architecture, plain checkpoints."""
 
-    def final_eval(self):
-        """Ultralytics strips the optimizer (and the epoch) out of ``last.pt`` at the end of a run, which
-        makes a finished run impossible to extend; keep ``last.pt`` resumable."""
-        keep = self.last.with_name(self.last.name + ".keep")
-        if self.last.exists():
-            shutil.copyfile(self.last, keep)
-        try:
-            super().final_eval()
-        finally:
-            if keep.exists():
-                keep.replace(self.last)
+    def read_checkpoint(self, path):
+        return load_ann_checkpoint(path)
+
+    def write_checkpoint(self, path, model, **extra):
+        save_ann_checkpoint(path, model, self.arch, self.data["names"], **extra)
+
+    def model_from_checkpoint(self, ckpt, use_ema=False):
+        self.arch = ckpt["arch"]
+        return build_ann(ckpt, use_ema=use_ema, source=self.args.model)
+
+    def get_model(self, cfg=None, weights=None, verbose: bool = True):
+        arch = Path(str(cfg or self.args.model)).name
+        if arch not in ANN_ARCHS or str(cfg or self.args.model) != arch:
+            raise ValueError(f"baseline model must be one of Ultralytics' bundled {list(ANN_ARCHS)}, got {cfg!r}")
+        self.arch = arch
+        return super().get_model(cfg=arch, weights=None, verbose=verbose and RANK == -1)
+
+    def get_validator(self):
+        from ultralytics.models.yolo.detect import DetectionValidator
+
+        self.loss_names = "box_loss", "cls_loss", "dfl_loss"
+        return DetectionValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)
 
 
 def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int = 16, device: str = "cpu",
                    resume: str | None = None, project: str | Path = "runs/baseline", name: str = "yolov8n",
                    model: str = "yolov8n.yaml", **overrides: Any) -> BaselineTrainer:
-    """Train ``model`` (an Ultralytics model YAML) from scratch, or resume ``resume`` (a ``last.pt`` this
-    function wrote), raising ``epochs`` if given."""
+    """Train ``model`` (one of ``ANN_ARCHS``) from scratch, or resume ``resume`` (a ``last.pt`` a
+    baseline run wrote), raising ``epochs`` if given."""
     if resume:
         args = dict(model=str(resume), resume=str(resume), data=str(data) if data else "", device=device, **overrides)
         if epochs is not None:
             args["epochs"] = epochs
     else:
+        if model not in ANN_ARCHS:
+            raise ValueError(f"baseline model must be one of {list(ANN_ARCHS)}, got {model!r}")
         args = dict(model=model, data=str(data), epochs=100 if epochs is None else epochs, imgsz=imgsz, batch=batch,
                     device=device, pretrained=False, amp=False, project=str(Path(project).resolve()), name=name,
                     **overrides)
@@ -63,13 +77,18 @@ def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int 
 
 def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test", imgsz: int = 640, batch: int = 16,
                       device: str = "cpu", project: str | Path = "runs/baseline", name: str = "val") -> dict[str, Any]:
-    """Ultralytics' validator on a baseline checkpoint this project's baseline run wrote: overall and
-    per-class mAP@0.5 and mAP@0.5:0.95."""
-    from ultralytics import YOLO
+    """Ultralytics' validator on a baseline checkpoint (EMA weights): overall and per-class mAP@0.5 and
+    mAP@0.5:0.95."""
+    from ultralytics.models.yolo.detect import DetectionValidator
 
-    m = YOLO(str(weights)).val(data=str(data), split=split, imgsz=imgsz, batch=batch, device=device, plots=False,
-                               project=str(Path(project).resolve()), name=name, exist_ok=True)
-    names = m.names
+    model = build_ann(load_ann_checkpoint(weights), use_ema=True, source=weights).eval()
+    load_dataset(data, split)  # a local YAML with this split's images, before Ultralytics reads it
+    args = dict(model=str(weights), data=str(data), split=split, imgsz=imgsz, batch=batch, device=device, plots=False,
+                project=str(Path(project).resolve()), name=name, exist_ok=True, mode="val", verbose=True)
+    v = DetectionValidator(args=args)
+    v(model=model)
+    m = v.metrics
+    names = v.names
     per_class = {names[int(c)]: {"map50": float(m.box.class_result(i)[2]), "map50_95": float(m.box.class_result(i)[3])}
                  for i, c in enumerate(m.ap_class_index)}
     return {"weights": str(weights), "split": split, "imgsz": imgsz, "map50": float(m.box.map50),

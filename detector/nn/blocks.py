@@ -2,8 +2,9 @@
 
 Convention (project choice, Spike-Driven Transformer practice): a block's residual stream is the
 real-valued membrane map; each branch starts with a spiking neuron, so every conv input after the
-encoding convolution is binary (accumulate-only synaptic operations), and the residual sum happens on
-the real-valued path ("membrane shortcut").
+encoding convolution is spikes (binary, or integer counts that the spike-driven form expands into
+binary events: accumulate-only synaptic operations), and the residual sum happens on the real-valued
+path ("membrane shortcut").
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from .attention import conv_bn, make_attention
 from .neurons import make_neuron
+from .synapse import SynapticConv2d
 
 
 class GLSPS(nn.Module):
@@ -31,14 +33,14 @@ class GLSPS(nn.Module):
             raise ValueError("GL-SPS needs at least one branch (dilations)")
         self.lif = make_neuron(**neuron)
         self.branches = nn.ModuleList(
-            nn.Conv2d(c_in, c_out, 3, stride, padding=d, dilation=d, bias=False) for d in dilations
+            SynapticConv2d(c_in, c_out, 3, stride, padding=d, dilation=d, bias=False) for d in dilations
         )
         self.bn = nn.BatchNorm2d(c_out)
         self.dilations = tuple(dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
-        s = self.lif(x).flatten(0, 1)  # (T*B, C, H, W) binary
+        s = self.lif(x).flatten(0, 1)  # (T*B, C, H, W) spikes
         y = self.branches[0](s)
         for conv in self.branches[1:]:
             y = y + conv(s)  # multi-scale sum
@@ -104,7 +106,7 @@ class SpikeResBlock(nn.Module):
 
 class SpikeCSP(nn.Module):
     """Neck block from spikes to spikes: 1x1 conv + BN into a membrane stream, ``n`` spiking
-    residual blocks, then a neuron. Input and output are binary."""
+    residual blocks, then a neuron. Input and output are spikes."""
 
     def __init__(self, c_in: int, c_out: int, n: int, neuron: dict):
         super().__init__()

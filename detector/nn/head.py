@@ -17,16 +17,18 @@ _offline.apply()  # before the first Ultralytics import of this package
 from ultralytics.nn.modules.head import Detect  # noqa: E402
 
 from .blocks import SpikeConv
+from .synapse import SynapticConv2d
 
 
 class TemporalMeanConv(nn.Module):
     """1x1 conv applied to the spikes of every timestep, then averaged over T:
     (T, B, C, H, W) spikes -> (B, C_out, H, W) real. Averaging after the conv keeps the conv's input
-    binary (accumulate-only); by linearity it equals the conv of the firing-rate map."""
+    spikes (accumulate-only); by linearity it equals the conv of the firing-rate map. The conv's bias
+    is added once per timestep, also in the spike-driven form (``detector.nn.synapse``)."""
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 1)
+        self.conv = SynapticConv2d(c_in, c_out, 1)
 
     @property
     def bias(self) -> torch.Tensor:  # Ultralytics' Detect.bias_init sets branch[-1].bias

@@ -1,4 +1,4 @@
-"""Spiking neurons: the LIF factory and the saccadic spiking neuron.
+"""Spiking neurons: the neuron registry (LIF, IF, integer-spike I-LIF) and the saccadic spiking neuron.
 
 Every stateful module here follows one contract (``StatefulMixin``):
 
@@ -6,14 +6,29 @@ Every stateful module here follows one contract (``StatefulMixin``):
   after, so nothing leaks between calls or between samples;
 * streaming mode (``detector.nn.streaming``): a call sees the next chunk of timesteps (usually one)
   and the state it needs is kept until ``reset_state()``. Outputs equal the parallel form exactly.
+
+Neurons are chosen by name through ``make_neuron`` (``NEURONS`` lists them). A neuron's ``levels``
+(D) is the largest count it emits per timestep: 1 for the binary LIF / IF, ``max_spikes`` for the
+integer-spike I-LIF (SpikeYOLO, ECCV 2024), whose counts ``c in {0..D}`` a spike-driven deployment
+expands into D binary events (``detector.nn.synapse``).
+
+Each neuron has two implementations, chosen by ``backend``: ``fused`` (``detector.nn.kernels``: one
+pass over time per element, in C when the kernel library is built, else in PyTorch) and
+``spikingjelly`` (SpikingJelly 2.0's own node, the reference). They give bit-identical spikes and
+gradients (tests compare them); ``auto`` picks ``fused`` where it supports the settings.
 """
 
 from __future__ import annotations
+
+import inspect
+from typing import Callable
 
 import torch
 from spikingjelly.activation_based import neuron as sj_neuron
 from spikingjelly.activation_based import surrogate as sj_surrogate
 from torch import nn
+
+from . import kernels
 
 SURROGATES = {
     "atan": sj_surrogate.ATan,
@@ -21,6 +36,7 @@ SURROGATES = {
     "erf": sj_surrogate.Erf,
     "piecewise_quadratic": sj_surrogate.PiecewiseQuadratic,
 }
+BACKENDS = ("auto", "fused", "spikingjelly")
 
 
 def make_surrogate(name: str = "atan", alpha: float | None = None) -> nn.Module:
@@ -39,16 +55,24 @@ class StatefulMixin:
         raise NotImplementedError
 
 
-class SJNeuron(nn.Module, StatefulMixin):
-    """A SpikingJelly multi-step neuron with explicit, leak-free state handling.
+class SpikingNeuron(nn.Module, StatefulMixin):
+    """Base of the multi-step neurons: input and output are time-first ``(T, ...)``; the output holds
+    spike counts in ``{0, ..., levels}`` (exactly 0.0 or 1.0 for binary neurons)."""
 
-    Input and output are time-first ``(T, ...)``; the output holds exactly 0.0 or 1.0.
-    """
+    levels: int = 1
 
-    def __init__(self, node: nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.streaming = False
+
+
+class SJNeuron(SpikingNeuron):
+    """A SpikingJelly multi-step node with explicit, leak-free state handling (the reference backend)."""
+
+    def __init__(self, node: nn.Module, levels: int = 1):
         super().__init__()
         self.node = node
-        self.streaming = False
+        self.levels = int(levels)
 
     def reset_state(self) -> None:
         self.node.reset()
@@ -62,33 +86,113 @@ class SJNeuron(nn.Module, StatefulMixin):
         return y
 
     def extra_repr(self) -> str:
-        return f"streaming={self.streaming}"
+        return f"levels={self.levels}, streaming={self.streaming}"
 
 
-def make_neuron(
-    name: str = "lif",
-    tau: float = 2.0,
-    v_threshold: float = 1.0,
-    v_reset: float | None = 0.0,
-    surrogate: str = "atan",
-    alpha: float | None = None,
-    detach_reset: bool = True,
-) -> SJNeuron:
-    """Neuron factory. ``name``: ``lif`` (leaky, tau) or ``if`` (integrate-and-fire).
+class FusedNeuron(SpikingNeuron):
+    """A neuron run by ``detector.nn.kernels``: the whole time loop in one call (forward and backward),
+    no per-timestep tensors. ``params`` are the kernel's settings (see ``kernels.LIFParams`` /
+    ``kernels.ILIFParams``)."""
 
-    Defaults follow the project choice: tau=2, V_th=1, hard reset to 0, detached reset, ATan surrogate.
-    """
+    def __init__(self, params, levels: int = 1):
+        super().__init__()
+        self.params = params
+        self.levels = int(levels)
+        self._v: torch.Tensor | None = None
+
+    def reset_state(self) -> None:
+        self._v = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v0 = self._v if self.streaming else None
+        spikes, v = kernels.run(self.params, x, v0)
+        if self.streaming:
+            self._v = v
+        return spikes
+
+    def extra_repr(self) -> str:
+        return f"{self.params}, streaming={self.streaming}"
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+
+def _pick(backend: str, fused_ok: bool, name: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown neuron backend {backend!r}; choose from {list(BACKENDS)}")
+    if backend == "fused" and not fused_ok:
+        raise ValueError(f"the fused {name} kernel does not support these settings; use backend 'spikingjelly'")
+    return "fused" if backend == "auto" and fused_ok else ("spikingjelly" if backend == "auto" else backend)
+
+
+def lif_neuron(tau: float = 2.0, v_threshold: float = 1.0, v_reset: float | None = 0.0, surrogate: str = "atan",
+               alpha: float | None = None, detach_reset: bool = True, backend: str = "auto") -> SpikingNeuron:
+    """Leaky integrate-and-fire: ``H = V + (X - (V - V_reset)) / tau``, binary spike ``H >= V_th``,
+    hard reset to ``v_reset`` (or soft reset by ``V_th`` when ``v_reset`` is None)."""
     sg = make_surrogate(surrogate, alpha)
-    common = dict(
-        v_threshold=v_threshold, v_reset=v_reset, surrogate_function=sg, detach_reset=detach_reset, step_mode="m"
-    )
-    if name == "lif":
-        node = sj_neuron.LIFNode(tau=float(tau), **common)
-    elif name == "if":
-        node = sj_neuron.IFNode(**common)
-    else:
-        raise ValueError(f"unknown neuron {name!r}; choose from ['if', 'lif']")
-    return SJNeuron(node)
+    params = kernels.lif_params(tau, v_threshold, v_reset, sg, detach_reset, decay=True)
+    if _pick(backend, params is not None, "lif") == "fused":
+        return FusedNeuron(params)
+    return SJNeuron(sj_neuron.LIFNode(tau=float(tau), v_threshold=v_threshold, v_reset=v_reset, surrogate_function=sg,
+                                      detach_reset=detach_reset, step_mode="m"))
+
+
+def if_neuron(v_threshold: float = 1.0, v_reset: float | None = 0.0, surrogate: str = "atan",
+              alpha: float | None = None, detach_reset: bool = True, backend: str = "auto") -> SpikingNeuron:
+    """Integrate-and-fire (no leak): ``H = V + X``; binary spike and reset as ``lif``."""
+    sg = make_surrogate(surrogate, alpha)
+    params = kernels.lif_params(None, v_threshold, v_reset, sg, detach_reset, decay=False)
+    if _pick(backend, params is not None, "if") == "fused":
+        return FusedNeuron(params)
+    return SJNeuron(sj_neuron.IFNode(v_threshold=v_threshold, v_reset=v_reset, surrogate_function=sg,
+                                     detach_reset=detach_reset, step_mode="m"))
+
+
+def ilif_neuron(max_spikes: int = 4, tau: float = 4.0 / 3.0, v_threshold: float = 1.0, detach_reset: bool = True,
+                backend: str = "auto") -> SpikingNeuron:
+    """Integer-spike LIF (I-LIF, SpikeYOLO): ``H = (1 - 1/tau) V + X``, count
+    ``C = round(clip(H / V_th, 0, D))`` with ``D = max_spikes``, soft reset ``V = H - C V_th``; the
+    gradient passes straight through where ``H / V_th`` lies in ``[0, D]``. ``tau`` 4/3 is the paper's
+    decay 0.25; with T = 1 the neuron is a (D+1)-level quantiser of its input."""
+    if isinstance(max_spikes, bool) or not isinstance(max_spikes, int) or not 1 <= max_spikes <= 64:
+        raise ValueError(f"max_spikes must be an integer in 1..64, got {max_spikes!r}")
+    params = kernels.ilif_params(tau, v_threshold, max_spikes, detach_reset)
+    if _pick(backend, params is not None, "ilif") == "fused":
+        return FusedNeuron(params, levels=max_spikes)
+    sg = sj_surrogate.MultiLevelSpikeCount(int(max_spikes))
+    node = sj_neuron.ILIFNode(tau=float(tau), v_threshold=v_threshold, surrogate_function=sg,
+                              detach_reset=detach_reset, step_mode="m")
+    return SJNeuron(node, levels=max_spikes)
+
+
+NEURONS: dict[str, Callable[..., SpikingNeuron]] = {"lif": lif_neuron, "if": if_neuron, "ilif": ilif_neuron}
+
+
+def neuron_options(name: str) -> list[str]:
+    """The options a neuron takes (besides ``name``)."""
+    if name not in NEURONS:
+        raise ValueError(f"unknown neuron {name!r}; choose from {sorted(NEURONS)}")
+    return list(inspect.signature(NEURONS[name]).parameters)
+
+
+def make_neuron(name: str = "lif", **options) -> SpikingNeuron:
+    """Neuron factory: ``make_neuron("lif", tau=2.0)``, ``make_neuron("ilif", max_spikes=4)``.
+    An option the neuron does not take is an error naming it (never silently ignored).
+
+    Defaults follow the project choice for ``lif``: tau=2, V_th=1, hard reset to 0, detached reset,
+    ATan surrogate."""
+    allowed = neuron_options(name)
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(f"neuron {name!r} takes no option {bad[0]!r}; its options: {allowed}")
+    return NEURONS[name](**options)
+
+
+def spike_levels(neuron: dict) -> int:
+    """D of a neuron config: the largest spike count per timestep (1 for binary neurons)."""
+    return int(neuron.get("max_spikes", 4)) if neuron.get("name", "lif") == "ilif" else 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,7 +228,7 @@ class SaccadicNeuron(nn.Module, StatefulMixin):
 
     Input: salience ``P`` of shape ``(T, B, nh, N)``. Output: token mask ``S`` of the same shape,
     exactly 0 or 1; ``S = Heaviside(M_w P - V_th)`` along T, with a surrogate gradient in training.
-    ``V_th`` is one learnable value per head.
+    ``V_th`` is one learnable value per head. With T = 1, ``M_w`` is a single learnable gain.
     """
 
     def __init__(

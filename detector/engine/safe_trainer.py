@@ -1,0 +1,233 @@
+"""The part of training both of the project's trainers share: safe checkpoints and safe resuming.
+
+``SafeTrainer`` is Ultralytics' ``DetectionTrainer`` with its checkpoint handling replaced, for the
+spiking detector (``detector.engine.trainer.SNNTrainer``) and the ANN baseline / teacher
+(``detector.engine.baseline.BaselineTrainer``) alike:
+
+* checkpoints are plain tensors and values (never pickled objects), written atomically and read with
+  ``weights_only=True``; a subclass says how (``read_checkpoint``, ``write_checkpoint``,
+  ``model_from_checkpoint``);
+* the dataset YAML is checked before Ultralytics reads it: a local file, nothing downloaded or run
+  (``detector.data.dataset_yaml``);
+* ``--resume X`` trusts nothing the checkpoint names: validated arguments, X's own run folder, and
+  only training checkpoints (``detector.engine.resume``); a resumed run may raise ``epochs``;
+* a non-finite loss or gradient stops training with a clear error before any weight is corrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import offline as _offline
+
+_offline.apply()  # before this module's first Ultralytics import
+
+from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
+from ultralytics.utils import LOGGER, RANK  # noqa: E402
+from ultralytics.utils.files import get_latest_run  # noqa: E402
+from ultralytics.utils.torch_utils import ModelEMA, unwrap_model  # noqa: E402
+
+from ..data.dataset_yaml import check_dataset_yaml  # noqa: E402
+from .resume import require_training_checkpoint, run_dir_of, sanitize_train_args  # noqa: E402
+
+# Ultralytics' ``args`` that may change when resuming (the rest comes from the checkpoint).
+RESUME_ALLOWED = {"epochs", "imgsz", "batch", "device", "workers", "cache", "patience", "time", "val", "plots", "save_period",
+                  "close_mosaic"}
+
+
+class SafeTrainer(DetectionTrainer):
+    """Ultralytics' detection trainer with safe checkpoints, datasets and resuming (module docstring)."""
+
+    def __init__(self, cfg=None, overrides=None, _callbacks=None):
+        from ultralytics.utils import DEFAULT_CFG
+
+        super().__init__(cfg or DEFAULT_CFG, overrides, _callbacks)
+        # With gradient accumulation most batches do not reach optimizer_step; check every batch's loss
+        # too, so a non-finite loss in the last batches of the run cannot pass unnoticed.
+        self.add_callback("on_train_batch_end", lambda trainer: trainer._refuse_non_finite_loss())
+
+    # -- what a subclass provides -------------------------------------------------------------------
+    def read_checkpoint(self, path: str | Path) -> dict:
+        raise NotImplementedError
+
+    def write_checkpoint(self, path: Path, model: torch.nn.Module, **extra: Any) -> None:
+        raise NotImplementedError
+
+    def model_from_checkpoint(self, ckpt: dict, use_ema: bool = False) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def checkpoint_fields(self) -> dict[str, Any]:
+        """Extra plain fields a subclass stores in every checkpoint."""
+        return {}
+
+    def on_resume(self, ckpt: dict, path: Path) -> None:
+        """Called with a validated training checkpoint about to be resumed."""
+
+    # -- dataset and model ----------------------------------------------------------------------------
+    def get_dataset(self):
+        check_dataset_yaml(self.args.data, ("train", "val"))  # before Ultralytics' reader, which may download
+        return super().get_dataset()
+
+    def setup_model(self):
+        if isinstance(self.model, torch.nn.Module):
+            return None
+        ckpt = None
+        if str(self.model).endswith(".pt"):  # resuming, or starting from trained weights
+            ckpt = self.read_checkpoint(self.model)
+            model = self.model_from_checkpoint(ckpt, use_ema=False)
+            nc = int(getattr(model, "yaml", {}).get("nc", len(getattr(model, "names", {}))))
+            if nc != int(self.data["nc"]):
+                raise ValueError(f"checkpoint {self.model} has nc={nc}, the dataset has {self.data['nc']}")
+            self.model = model
+            if not self.resume:
+                ckpt = None
+        else:
+            self.model = self.get_model(cfg=self.args.model, verbose=RANK in {-1, 0})
+        return ckpt
+
+    # -- safety ------------------------------------------------------------------------------------
+    def _refuse_non_finite_loss(self):
+        if self.loss is not None and not torch.isfinite(self.loss).all():
+            raise FloatingPointError(
+                f"non-finite training loss ({float(self.loss.detach().sum())}) at epoch {self.epoch + 1}; training "
+                f"stopped before updating weights. Last good checkpoint: {self.last if self.last.exists() else 'none'}. "
+                "Try a lower learning rate (lr0) or check the labels."
+            )
+
+    def optimizer_step(self):
+        """Refuse to step on a non-finite loss or gradient: stop with a clear error instead."""
+        self._refuse_non_finite_loss()
+        for name, p in unwrap_model(self.model).named_parameters():
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                raise FloatingPointError(
+                    f"non-finite gradient in {name} at epoch {self.epoch + 1}; training stopped before updating "
+                    f"weights. Last good checkpoint: {self.last if self.last.exists() else 'none'}."
+                )
+        super().optimizer_step()
+
+    def _handle_nan_recovery(self, epoch):
+        if self.fitness is not None and not math.isfinite(float(self.fitness)):
+            raise FloatingPointError(f"non-finite validation fitness at epoch {epoch + 1}; training stopped")
+        return False
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_model(self):
+        ema = self.ema.ema
+        model = unwrap_model(self.model)
+        extra: dict[str, Any] = {
+            "ema_state_dict": {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()},
+            "epoch": int(self.epoch),
+            "best_fitness": None if self.best_fitness is None else float(self.best_fitness),
+            "fitness": None if self.fitness is None else float(self.fitness),
+            "stopper": {"best_fitness": self.stopper.best_fitness, "best_epoch": self.stopper.best_epoch},
+            "updates": int(self.ema.updates),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_args": vars(self.args),
+            "train_metrics": {**(self.metrics or {}), "fitness": self.fitness},
+            **self.checkpoint_fields(),
+        }
+        self.wdir.mkdir(parents=True, exist_ok=True)
+        self.write_checkpoint(self.last, model, **extra)
+        if self.best_fitness == self.fitness:
+            shutil.copyfile(self.last, self.best.with_suffix(".tmp"))
+            self.best.with_suffix(".tmp").replace(self.best)  # atomic
+        if self.save_period > 0 and self.epoch % self.save_period == 0:
+            periodic = self.wdir / f"epoch{self.epoch}.pt"
+            shutil.copyfile(self.last, periodic.with_suffix(".tmp"))
+            periodic.with_suffix(".tmp").replace(periodic)  # atomic, like last.pt and best.pt
+        return True
+
+    def check_resume(self, overrides):
+        """Resume from a training checkpoint: its validated arguments (``detector.engine.resume``) and
+        its own run folder; ``epochs`` and a few others may change (``RESUME_ALLOWED``)."""
+        resume = self.args.resume
+        if resume:
+            last = Path(resume) if isinstance(resume, (str, Path)) and str(resume) not in {"True", ""} else None
+            if last is None:
+                found = get_latest_run()
+                if not found:
+                    raise FileNotFoundError("no run to resume found; pass --resume path/to/last.pt")
+                last = Path(found)
+            ckpt = self.read_checkpoint(last)
+            require_training_checkpoint(ckpt, last)
+            ckpt_args = sanitize_train_args(ckpt["train_args"], last)
+            if self.args.data:
+                ckpt_args["data"] = self.args.data
+            run = run_dir_of(last)
+            ckpt_args.update(project=str(run.parent), name=run.name, save_dir=str(run), exist_ok=True)
+            from ultralytics.cfg import get_cfg
+
+            self.args = get_cfg(ckpt_args)
+            self.args.model = self.args.resume = str(last)
+            ignored = []
+            for k, v in overrides.items():
+                if k in RESUME_ALLOWED:
+                    setattr(self.args, k, v)
+                elif k not in {"model", "data", "mode", "resume"} and v != getattr(self.args, k, None):
+                    ignored.append(k)
+            if ignored:
+                LOGGER.warning(f"resume keeps the checkpoint's {ignored}; start a new run to change them")
+            self.on_resume(ckpt, last)
+            resume = True
+        self.resume = resume
+
+    def resume_training(self, ckpt):
+        super().resume_training(ckpt)
+        if ckpt is not None and self.resume and RANK in {-1, 0}:
+            self._drop_results_after(self.start_epoch)
+
+    def _drop_results_after(self, epochs_done: int) -> None:
+        """Keep only results.csv rows of epochs the checkpoint holds (1-based epoch <= ``epochs_done``).
+        Ultralytics writes an epoch's row just before saving its checkpoint; a run killed between the two
+        (or during the write) redoes that epoch on resume, which would otherwise appear twice."""
+        if not self.csv.is_file():
+            return
+        lines = self.csv.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = lines[:1]
+        for line in lines[1:]:
+            try:
+                epoch = int(float(line.split(",", 1)[0]))
+            except ValueError:
+                continue
+            if epoch <= epochs_done and line.endswith("\n"):  # no newline: cut off mid-write
+                keep.append(line)
+        if keep != lines:
+            LOGGER.warning(f"{self.csv}: dropped {len(lines) - len(keep)} row(s) after epoch {epochs_done}, the last "
+                           "epoch in the checkpoint; they are redone now")
+            tmp = self.csv.with_name(self.csv.name + ".tmp")
+            tmp.write_text("".join(keep), encoding="utf-8")
+            tmp.replace(self.csv)
+
+    def _load_checkpoint_state(self, ckpt):
+        if ckpt.get("optimizer") is not None:
+            for saved, group in zip(ckpt["optimizer"]["param_groups"], self.optimizer.param_groups):
+                saved["fused"] = group.get("fused")
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema_state_dict"):
+            self.ema = ModelEMA(self.model)
+            self.ema.ema.load_state_dict(ckpt["ema_state_dict"])
+            self.ema.updates = int(ckpt.get("updates", 0))
+        self.best_fitness = ckpt.get("best_fitness")
+        self.stopper.__dict__.update(ckpt.get("stopper") or {})
+
+    def final_eval(self):
+        """Validate ``best.pt`` (read by the project's safe loader, EMA weights) at the end of the run."""
+        if not self.best.exists() or RANK not in {-1, 0}:
+            return
+        LOGGER.info(f"\nValidating {self.best}...")
+        self.validator.args.plots = self.args.plots
+        self.validator.args.compile = False
+        model = self.model_from_checkpoint(self.read_checkpoint(self.best), use_ema=True).to(self.device).eval()
+        self.metrics = self.validator(model=model)
+        self.metrics.pop("fitness", None)
+        self.epoch += 1
+        self.run_callbacks("on_fit_epoch_end")
+        self.epoch -= 1

@@ -1,0 +1,132 @@
+"""Distillation from an ANN teacher (``detector.engine.distill``): the loss is zero exactly when the
+student's head outputs equal the teacher's and positive otherwise; the teacher is frozen (no parameter
+changes during training, eval mode); teacher files are plain data with an allow-listed architecture,
+and anything else is refused with one line; a short real training run with ``--teacher`` logs the
+distillation terms."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+import detector  # noqa: F401
+from detector.engine.distill import Distiller, distill_losses, head_outputs, load_teacher
+from detector.weights import UnsafeCheckpointError, save_ann_checkpoint
+from _ssdd_subset import read_results_csv, ssdd_subset, train_short_run  # noqa: F401
+
+
+def yolov8n(nc: int = 1, seed: int = 0):
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    return DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_ann_checkpoint(path, yolov8n(), "yolov8n.yaml", {0: "ship"})
+    return path
+
+
+def random_heads(B=2, nc=3, A=84, reg_max=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, nc, A, generator=g) * 3, torch.randn(B, 4 * reg_max, A, generator=g) * 3
+
+
+def test_loss_is_zero_for_equal_outputs_and_positive_otherwise():
+    s, b = random_heads()
+    for tau in (1.0, 2.0):
+        cls, box = distill_losses(s, b, s.clone(), b.clone(), 16, tau)
+        assert cls.abs() < 1e-6 and box.abs() < 1e-6
+        t_s, t_b = random_heads(seed=1)
+        cls, box = distill_losses(s, b, t_s, t_b, 16, tau)
+        assert cls > 0.01 and box > 0.01
+        cls_only, box_same = distill_losses(s + 0.5, b, s, b, 16, tau)  # classes differ, boxes equal
+        assert cls_only > 0 and box_same.abs() < 1e-6
+
+
+def test_loss_rejects_heads_that_do_not_match():
+    s, b = random_heads(A=84)
+    t_s, t_b = random_heads(A=80)
+    with pytest.raises(ValueError, match="differ"):
+        distill_losses(s, b, t_s, t_b, 16)
+
+
+def test_gradient_flows_to_the_student_only(teacher_file):
+    teacher = load_teacher(teacher_file)
+    d = Distiller(teacher)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    img = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        t = head_outputs(teacher, img)
+    student = {"scores": (t["scores"] + 0.3).requires_grad_(), "boxes": (t["boxes"] - 0.2).requires_grad_()}
+    kd = d.losses(student, img, reg_max=16)
+    kd.sum().backward()
+    assert student["scores"].grad.abs().sum() > 0 and student["boxes"].grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert not teacher.training
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    exact = d.losses({"scores": t["scores"], "boxes": t["boxes"]}, img, reg_max=16)
+    assert exact.abs().max() < 1e-6
+
+
+def test_teacher_files_are_plain_data_and_checked(tmp_path, teacher_file):
+    assert load_teacher(teacher_file).names == {0: "ship"}
+    marker = tmp_path / "ran.txt"
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "snnvit-yolo-ann", "payload": Evil()}, evil)
+    with pytest.raises(UnsafeCheckpointError, match="refused"):
+        load_teacher(evil)
+    assert not marker.exists()
+
+    ck = torch.load(teacher_file, weights_only=True)
+    for field, value, msg in (("arch", "../evil.yaml", "architecture"), ("nc", 10**9, "nc"),
+                              ("names", {0: 1}, "names"), ("format", "other", "format")):
+        bad = dict(ck, **{field: value})
+        p = tmp_path / f"bad_{field}.pt"
+        torch.save(bad, p)
+        with pytest.raises(ValueError, match=msg):
+            load_teacher(p)
+    wrong_nc = tmp_path / "nc2.pt"
+    torch.save(dict(ck, nc=2, names={0: "a", 1: "b"}), wrong_nc)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_teacher(wrong_nc)
+    with pytest.raises(FileNotFoundError):
+        load_teacher(tmp_path / "missing.pt")
+
+
+def test_weights_are_checked():
+    with pytest.raises(ValueError, match="cls_weight"):
+        Distiller(yolov8n(), cls_weight=-1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        Distiller(yolov8n(), temperature=0.0)
+
+
+@pytest.mark.slow
+def test_short_training_with_a_teacher(ssdd_subset: Path, teacher_file: Path, tmp_path: Path):
+    from detector.engine.trainer import train
+
+    digest = hashlib.sha256(teacher_file.read_bytes()).hexdigest()
+    t = train(ssdd_subset, model="n", epochs=1, imgsz=160, batch=8, timesteps=1, project=tmp_path, name="kd",
+              neuron={"name": "ilif", "max_spikes": 4}, distill={"teacher": str(teacher_file), "cls_weight": 1.0,
+                                                                  "box_weight": 0.5},
+              workers=0, plots=False, seed=0, mosaic=0.0, close_mosaic=0, val=True, verbose=False, amp=False)
+    rows = read_results_csv(Path(t.save_dir) / "results.csv")
+    assert float(rows[0]["train/kd_cls"]) > 0 and float(rows[0]["train/kd_box"]) > 0
+    assert hashlib.sha256(teacher_file.read_bytes()).hexdigest() == digest
+    fresh = load_teacher(teacher_file)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), t.distiller.teacher.state_dict().values()))
+    ck = torch.load(t.last, weights_only=True)
+    assert ck["distill"]["teacher_sha256"] == digest and ck["distill"]["box_weight"] == 0.5
+    assert not any(k.startswith("teacher") for k in ck["state_dict"])  # no teacher weight in the student file
+    assert ck["config"]["neuron"] == {"name": "ilif", "max_spikes": 4}
