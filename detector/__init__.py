@@ -6,7 +6,7 @@ the Ultralytics settings themselves are applied when the model or engine modules
 (see ``detector.engine.offline``).
 """
 
-from .engine.offline import set_environment as _set_environment
+from .settings import set_environment as _set_environment
 
 _set_environment()
 

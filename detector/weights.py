@@ -130,16 +130,38 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def build_from_checkpoint(ckpt: dict, use_ema: bool = True):
-    """Rebuild the model from a checkpoint dict (EMA weights when present and ``use_ema``)."""
+def build_from_checkpoint(ckpt: dict, use_ema: bool = True, source: Any = "checkpoint"):
+    """Rebuild the model from a checkpoint dict (EMA weights when present and ``use_ema``). The stored
+    config is validated with bounds before anything is built (``detector.models.config``); every
+    problem is a ValueError naming ``source`` and the field."""
     from .models import SNNViTYOLO
 
-    model = SNNViTYOLO(ckpt["config"], verbose=False)
-    state = ckpt.get("ema_state_dict") if use_ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
-    model.load_state_dict(state, strict=True)
-    model.set_names(ckpt.get("names") or model.names)
-    imgsz = (ckpt.get("train_args") or {}).get("imgsz")
-    model.train_imgsz = int(imgsz) if isinstance(imgsz, (int, float)) and imgsz > 0 else None  # detect's default size
+    cfg = ckpt.get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{source}: the checkpoint holds no model config")
+    state = ckpt.get("ema_state_dict") if use_ema and ckpt.get("ema_state_dict") else ckpt.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"{source}: the checkpoint's state_dict is missing or not a dict of tensors")
+    try:
+        model = SNNViTYOLO(cfg, verbose=False)
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"{source}: {e}") from e
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ValueError(f"{source}: weights do not match the stored config ({' '.join(first[:2])[:240]})") from e
+    names = ckpt.get("names") or model.names
+    if not isinstance(names, dict) or sorted(names) != list(range(int(model.yaml["nc"]))):
+        raise ValueError(f"{source}: class names {names!r} do not match nc={model.yaml['nc']}")
+    model.set_names(names)
+    args = ckpt.get("train_args")
+    imgsz = args.get("imgsz") if isinstance(args, dict) else None
+    ok = isinstance(imgsz, int) and not isinstance(imgsz, bool) and 32 <= imgsz <= 8192 and imgsz % 32 == 0
+    model.train_imgsz = imgsz if ok else None  # detect's default size
+    size = ckpt.get("train_image_size")
+    ok = isinstance(size, int) and not isinstance(size, bool) and 32 <= size <= 100_000
+    model.train_image_size = size if ok else None  # sliced inference's automatic tile size
     return model
 
 
@@ -154,11 +176,12 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     path = Path(path) if path else DEFAULT_WEIGHTS
     if not path.exists() and path == DEFAULT_WEIGHTS:
         raise FileNotFoundError(f"default weights not found: {path} (pass --weights PATH)")
-    model = build_from_checkpoint(load_checkpoint(path), use_ema=use_ema)
+    model = build_from_checkpoint(load_checkpoint(path), use_ema=use_ema, source=path)
     return model.to(device).eval()
 
 
-def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema: bool = True, **note: Any) -> Path:
+def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema: bool = True, overwrite: bool = False,
+                   **note: Any) -> Path:
     """Write an inference-only copy of a training checkpoint: the EMA weights (else the raw ones) as
     ``state_dict``, floating tensors in fp16 when ``half`` (loading casts them back to the model's
     float32), plus config, names, epoch, training arguments and metrics; no optimizer or training
@@ -169,9 +192,10 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     out = {k: ckpt[k] for k in ("format", "format_version", "config", "names") if k in ckpt}
     out["state_dict"] = state
-    out.update({k: ckpt[k] for k in ("epoch", "best_fitness", "train_args", "train_metrics") if k in ckpt})
+    out.update({k: ckpt[k] for k in ("epoch", "best_fitness", "train_args", "train_metrics", "train_image_size", "distill")
+                if k in ckpt})
     out.update({k: plain(v) for k, v in note.items()})
-    build_from_checkpoint(out)  # refuse to write a file that would not load
+    build_from_checkpoint(out, source=src)  # refuse to write a file that would not load
     return atomic_torch_save(out, dst)
 
 

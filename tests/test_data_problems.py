@@ -305,9 +305,13 @@ def test_output_folder_safety(tmp_path: Path) -> None:
         convert_voc(root, out, split="seeded", ratios=(1, 0, 0))
     assert (out / "labels" / "train" / "stale.txt").exists()  # refused before touching anything
     convert_voc(root, out, split="seeded", ratios=(1, 0, 0), overwrite=True)
-    assert not (out / "labels" / "train" / "stale.txt").exists() and (out / "notes.txt").read_text() == "mine"
+    # --overwrite replaces only what the converter wrote (its manifest): the user's own files stay
+    assert (out / "labels" / "train" / "stale.txt").read_text() == "0 0.5 0.5 0.1 0.1\n"
+    assert (out / "notes.txt").read_text() == "mine" and (out / "labels" / "train" / "a.txt").is_file()
     with pytest.raises(ValueError, match="source folder"):
         convert_voc(root, root, split="seeded", overwrite=True)
+    with pytest.raises(ValueError, match="source folder"):
+        convert_voc(root, tmp_path, split="seeded", overwrite=True)  # the output would contain the source
     with pytest.raises(ValueError, match="link must be"):
         convert_voc(root, tmp_path / "o2", link="move")
     # Nothing usable: a clear error, and an earlier output is left alone.

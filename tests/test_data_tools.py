@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from detector.data import NWPU_CLASSES, convert_coco, convert_nwpu, convert_ssdd
-from detector.data.images import IMG_SUFFIXES
+from detector.io.images import IMAGE_SUFFIXES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def test_datasets_folder_is_not_a_package() -> None:
 def test_image_suffixes_match_ultralytics() -> None:
     from ultralytics.data.utils import IMG_FORMATS
 
-    assert IMG_SUFFIXES == frozenset(IMG_FORMATS)
+    assert IMAGE_SUFFIXES == frozenset(IMG_FORMATS)
 
 
 def test_cli_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,7 +32,7 @@ from torch import nn
 
 import detector  # noqa: F401  (offline environment first)
 from detector.models.calibration import recalibrate_bn
-from detector.engine import offline
+from detector import settings as offline
 from detector.engine.predictor import detect, predict_image
 from detector.models import SNNViTYOLO, load_config
 from detector.weights import FORMAT, UnsafeCheckpointError, load_checkpoint, load_model, save_checkpoint
@@ -392,7 +392,7 @@ _PROBE = textwrap.dedent(
     import detector.engine.trainer
     import ultralytics.utils as u
     import ultralytics.engine.trainer as ut
-    from detector.engine import offline
+    from detector import settings as offline
     out = dict(env=env, ultralytics_imported_by_package=after_package, online=u.ONLINE, is_online=u.is_online(),
                autoinstall=u.AUTOINSTALL, user_config_dir=str(u.USER_CONFIG_DIR),
                settings={k: u.SETTINGS.get(k) for k in ("sync", "wandb", "tensorboard", "mlflow", "comet")},
@@ -453,7 +453,7 @@ def test_detect_works_with_network_blocked(tmp_path, monkeypatch, saved):
     for i in range(2):
         cv2.imwrite(str(src / f"scene{i}.png"), sar_like_image(seed=i))
     out = tmp_path / "out"
-    summary = detect(src, weights, out, conf=0.001, imgsz=128, save_txt=True, save_json=True, verbose=False)
+    summary = detect(src, weights, out, conf=0.001, imgsz=128, outputs=("image", "txt", "json"), verbose=False)
     assert summary.images == 2 and summary.detections > 0 and not summary.skipped
     assert sorted(p.name for p in out.glob("*.jpg")) == ["scene0.jpg", "scene1.jpg"]
     assert cv2.imread(str(out / "scene0.jpg")).shape == (150, 220, 3)  # rendered at the original size

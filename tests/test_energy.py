@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from detector.analysis.constants import PRESETS, get_constants
-from detector.analysis.energy import (
-    EnergyMeter, conv_fanout, image_batches, is_binary, load_image, measure_energy, sssa_ops, time_passes,
-)
+from detector.analysis.energy import EnergyMeter, conv_fanout, is_spike_map, measure_energy, time_passes
+from detector.io.batches import dataset_images, image_batches, load_letterboxed
+from detector.nn.attention import sssa_ops
 from detector.nn import SNNViT, SNNViTConfig
 from detector.nn.attention import SSSA, SpikingSelfAttention
 from detector.nn.streaming import streaming
@@ -100,7 +100,7 @@ def test_conv3x3_pad1_fanout_by_hand():
     x = spike_map([(0, 0, 0), (0, 1, 1), (0, 0, 2), (0, 3, 3)])
     conv = nn.Conv2d(1, 2, 3, 1, 1, bias=False)
     r = row(measure(conv, x, T=1), "Conv2d")
-    assert r.input_binary and r.firing_rate == 4 / 16
+    assert r.input_spikes and r.firing_rate == 4 / 16
     assert r.sops == 46
     assert r.macs == 16 * 9 * 2  # dense: 16 outputs x 9 taps x 2 channels
     assert r.sops_rate == pytest.approx(0.25 * 288)  # convention: 72, overcounts the zero padding
@@ -167,10 +167,10 @@ def test_stem_macs_once_and_T_scaling():
     reps = {T: measure(net, img, T, calls=lambda m, T=T: m(img, T=T)) for T in (1, 2, 4)}
     for T, r in reps.items():
         stem, conv, fc = row(r, "stem"), row(r, "conv.body"), row(r, "fc")
-        assert not stem.input_binary and stem.firing_rate is None
+        assert not stem.input_spikes and stem.firing_rate is None
         assert stem.timesteps == 1 and stem.macs == 16 * 9 * 2  # runs once: 16 outputs x 9 taps x 2 ch
         assert stem.mac_ops == 288 and stem.energy_pj == pytest.approx(288 * 4.6)  # not T x 288
-        assert conv.timesteps == T and fc.timesteps == T and conv.input_binary and fc.input_binary
+        assert conv.timesteps == T and fc.timesteps == T and conv.input_spikes and fc.input_spikes
         assert r.ann_energy_mj == pytest.approx(reps[1].ann_energy_mj)  # the ANN runs once, whatever T
     for name in ("conv.body", "fc"):
         assert row(reps[4], name).sops == pytest.approx(4 * row(reps[1], name).sops)
@@ -200,17 +200,17 @@ def test_timesteps_above_trained_T_rejected():
 
 
 def test_binary_detection_from_values():
-    assert is_binary(torch.tensor([0.0, 1.0, 1.0])) and is_binary(torch.zeros(3))
-    assert is_binary(torch.ones(2, dtype=torch.bool))
-    assert not is_binary(torch.tensor([0.0, 2.0])) and not is_binary(torch.tensor([0.0, 0.5]))
+    assert is_spike_map(torch.tensor([0.0, 1.0, 1.0])) and is_spike_map(torch.zeros(3))
+    assert is_spike_map(torch.ones(2, dtype=torch.bool))
+    assert not is_spike_map(torch.tensor([0.0, 2.0])) and not is_spike_map(torch.tensor([0.0, 0.5]))
     lin = nn.Linear(4, 3)
     cases = {"spikes": torch.tensor([[1.0, 0, 1, 0]]), "silent": torch.zeros(1, 4),
              "real": torch.tensor([[0.3, 0, 1, 0]]), "counts": torch.tensor([[2.0, 0, 1, 0]])}
     out = {k: row(measure(lin, v, T=1), "Linear") for k, v in cases.items()}
-    assert out["spikes"].input_binary and out["spikes"].sops == 2 * 3 and out["spikes"].firing_rate == 0.5
-    assert out["silent"].input_binary and out["silent"].sops == 0 and out["silent"].energy_pj == 0
+    assert out["spikes"].input_spikes and out["spikes"].sops == 2 * 3 and out["spikes"].firing_rate == 0.5
+    assert out["silent"].input_spikes and out["silent"].sops == 0 and out["silent"].energy_pj == 0
     for k in ("real", "counts"):  # any value outside {0, 1}: priced as dense MACs
-        assert not out[k].input_binary and out[k].firing_rate is None and out[k].sops is None
+        assert not out[k].input_spikes and out[k].firing_rate is None and out[k].sops is None
         assert out[k].mac_ops == 12 and out[k].energy_pj == pytest.approx(12 * 4.6)
     # binary in one batch but not in another -> not binary overall
     meter = EnergyMeter(lin, 1)
@@ -219,7 +219,7 @@ def test_binary_detection_from_values():
             with meter.batch(1):
                 lin(x)
     r = row(meter.report(), "Linear")
-    assert not r.input_binary and r.mac_ops == 12 and r.calls == 2
+    assert not r.input_spikes and r.mac_ops == 12 and r.calls == 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class Fixed(nn.Module):
 
 
 def tiny_sssa(version, q, k, v, T=2):
-    m = SSSA(dim=4, heads=2, timesteps=T, neuron=NEURON, version=version).eval()
+    m = SSSA(dim=4, heads=2, timesteps=T, neuron=NEURON, name=version).eval()
     m.q_lif, m.k_lif, m.v_lif = Fixed(q), Fixed(k), Fixed(v)
     return m
 
@@ -335,8 +335,8 @@ def test_backbone_report_covers_every_conv_once():
     assert all(l.calls == 1 for l in r.layers)
     att = [l.name for l in r.layers if l.kind == "attention"]
     assert att == [f"{n}.ops" for n, mod in m.named_modules() if isinstance(mod, SSSA)]
-    assert r.uncounted_modules == [] and r.idle_modules == []
-    assert [l.name for l in r.layers if not l.input_binary and l.kind == "synaptic"] == ["stem.0"]
+    assert r.idle_modules == []
+    assert [l.name for l in r.layers if not l.input_spikes and l.kind == "synaptic"] == ["stem.0"]
     assert r.neuron_updates > 0
 
 
@@ -373,7 +373,7 @@ def test_agrees_with_spikingjelly_on_conv_and_linear_layers():
     ours = measure(net, s, T=1)
     theirs, _ = sj_counts(net, lambda: net(s))
     for l in ours.layers:
-        assert l.input_binary
+        assert l.input_spikes
         assert l.sops * 3 == theirs[l.name], l.name  # ours per image (3 images); theirs is the total
 
 
@@ -390,7 +390,7 @@ def test_agrees_with_spikingjelly_on_the_backbone():
     for l in ours.layers:
         if l.kind != "synaptic":
             continue
-        if l.input_binary:
+        if l.input_spikes:
             assert l.sops * 2 == syn.get(l.name, 0), l.name
             fired += l.sops > 0
         else:
@@ -448,7 +448,7 @@ def test_report_outputs(tmp_path):
     one = measure_energy(m, [x[i:i + 1] for i in range(3)], timesteps=2)
     assert one.energy_mj == pytest.approx(r.energy_mj) and one.image_energy_pj == pytest.approx(r.image_energy_pj)
     lines = r.save_csv(tmp_path / "e.csv").read_text().splitlines()
-    assert lines[0].startswith("name,type,kind,input_binary,firing_rate") and len(lines) == 1 + len(r.layers)
+    assert lines[0].startswith("name,type,kind,input_spikes,firing_rate") and len(lines) == 1 + len(r.layers)
     assert r.save_plot(tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
     assert "energy per image" in r.format_table()
     # max_images cuts the stream
@@ -465,11 +465,11 @@ def test_images_letterboxed_and_dataset_yaml(tmp_path):
     cv2.imwrite(str(val / "a.png"), np.full((40, 80, 3), 255, np.uint8))
     cv2.imwrite(str(val / "b.jpg"), np.zeros((50, 30), np.uint8))
     (val / "notes.txt").write_text("not an image")
-    t = load_image(val / "a.png", 64)
+    t = load_letterboxed(val / "a.png", 64)
     assert t.shape == (3, 64, 64) and t.min() >= 0 and t.max() <= 1
     assert t[:, 32, 32].tolist() == [1.0, 1.0, 1.0] and t[:, 0, 32].tolist() == pytest.approx([114 / 255] * 3)
     with pytest.raises(ValueError):
-        load_image(val / "a.png", 50)
+        load_letterboxed(val / "a.png", 50)
     (val / "bad.jpg").write_bytes(b"not a jpeg")
     skipped = []
     with pytest.warns(UserWarning):
@@ -478,8 +478,6 @@ def test_images_letterboxed_and_dataset_yaml(tmp_path):
     cfg = tmp_path / "d.yaml"
     cfg.write_text(yaml.safe_dump({"path": str(tmp_path / "ds"), "train": "images/val", "val": "images/val",
                                    "names": {0: "ship"}}))
-    from detector.analysis.energy import dataset_images
-
     assert [p.name for p in dataset_images(cfg)] == ["a.png", "b.jpg", "bad.jpg"]
 
 

@@ -27,14 +27,13 @@ from detector.analysis.heatmap import (
     find_sssa_blocks,
     grid_to_image,
     heatmap_image,
-    letterbox_geometry,
     panel_figsize,
     render_panel,
     save_npz,
     select_blocks,
     untrained_model,
 )
-from detector.engine.predictor import letterbox_tensor
+from detector.io.letterbox import Letterbox, letterbox_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 H0, W0, IMGSZ = 192, 256, 256  # non-square: letterboxed with 32 px bands at top and bottom
@@ -71,7 +70,7 @@ def result(model):
 
 
 def test_letterbox_geometry_matches_the_real_letterbox():
-    g = letterbox_geometry((100, 200), 128)
+    g = Letterbox.fit((100, 200), 128)
     assert (g.input_shape, g.unpad_shape, g.top, g.left) == ((128, 128), (64, 128), 32, 0)
     # the tensor the model sees: grey (114) bands exactly where the geometry says
     x = letterbox_tensor(np.zeros((100, 200, 3), np.uint8), 128)[0, 0]  # (128, 128)
@@ -83,7 +82,7 @@ def test_one_hot_token_lands_on_its_pixel_box():
     """(100, 200) image at 128 px: scale 0.64, 32 px bands above and below; stride-16 grid 8x8. Token
     (3, 5) covers letterbox y 48..64, x 80..96 -> original y (48-32)/0.64 .. (64-32)/0.64 = 25..50,
     x 80/0.64 .. 96/0.64 = 125..150."""
-    g = letterbox_geometry((100, 200), 128)
+    g = Letterbox.fit((100, 200), 128)
     tok = np.zeros((8, 8), np.float32)
     tok[3, 5] = 1.0
     m = grid_to_image(tok, g, interp="nearest")
@@ -106,7 +105,7 @@ def test_one_hot_token_lands_on_its_pixel_box():
 def test_token_box_agrees_with_detection_box_mapping():
     """Fractional scale (90x170 at 128 px): the hot token's pixels match the box that Ultralytics'
     ``scale_boxes`` (which maps the detections) gives for the token's letterbox box, within 1 px."""
-    g = letterbox_geometry((90, 170), 128)
+    g = Letterbox.fit((90, 170), 128)
     h = w = 8
     for i, j in [(2, 0), (4, 7), (5, 3)]:
         tok = np.zeros((h, w), np.float32)

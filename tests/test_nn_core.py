@@ -248,8 +248,8 @@ def test_salience_v1_equals_v2_float64_large_n():
 @pytest.mark.parametrize("train", [True, False])
 def test_sssa_module_v1_equals_v2(train):
     torch.manual_seed(0)
-    a1 = SSSA(16, 2, 4, NEURON, version="sssa_v1", saccade=SACCADE)
-    a2 = SSSA(16, 2, 4, NEURON, version="sssa_v2", saccade=SACCADE)
+    a1 = SSSA(16, 2, 4, NEURON, name="sssa_v1", saccade=SACCADE)
+    a2 = SSSA(16, 2, 4, NEURON, name="sssa_v2", saccade=SACCADE)
     a2.load_state_dict(a1.state_dict())
     with torch.no_grad():
         a1.saccade.weight.copy_(torch.tril(torch.rand(4, 4)) + 0.1)

@@ -35,8 +35,8 @@ import yaml
 
 import detector  # noqa: F401  (offline settings before Ultralytics)
 from detector import weights as W
-from detector.engine.predictor import detect, output_name
-from detector.engine.sources import read_image
+from detector.engine.predictor import detect
+from detector.io.images import read_image
 from detector.models import SNNViTYOLO
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,13 +301,14 @@ def test_detect_skips_bad_files_and_renders_good_ones(tmp_path, tiny_model):
 
     out = tmp_path / "out ñ"
     with capture_logs("ultralytics") as logs:
-        summary = detect(src, model=tiny_model, out=out, imgsz=IMGSZ, save_txt=True, save_json=True, verbose=False)
+        summary = detect(src, model=tiny_model, out=out, imgsz=IMGSZ, outputs=("image", "txt", "json"), verbose=False)
 
     assert summary.images == len(good)
     for rel in good:
-        rendered = out / f"{output_name(src / rel, src)}.jpg"
+        stem = Path(rel).with_suffix("")  # outputs mirror the input's path below the source folder
+        rendered = out / f"{stem}.jpg"
         assert rendered.is_file(), rendered
-        assert (out / "labels" / f"{output_name(src / rel, src)}.txt").is_file()
+        assert (out / "labels" / f"{stem}.txt").is_file()
     from PIL import Image
 
     with Image.open(out / "huge.jpg") as im:  # header only: the rendering keeps the original size

@@ -32,8 +32,9 @@ from _ssdd_subset import BATCH, EPOCHS, IMGSZ, TIMESTEPS, VAL_IMAGES, TrainedRun
 from _ssdd_subset import ssdd_subset, trained_run  # noqa: F401  (session fixtures used by name)
 
 import detector  # noqa: F401
-from detector.engine.predictor import SNNPredictor, detect, letterbox_tensor, predict_image
-from detector.engine.sources import read_image
+from detector.engine.predictor import SNNPredictor, detect, predict_image
+from detector.io.letterbox import letterbox_tensor
+from detector.io.images import read_image
 from detector.engine.trainer import train
 from detector.engine.validator import coco_evaluate, evaluate
 from detector.weights import load_checkpoint, load_model
@@ -260,15 +261,16 @@ def test_detect_cli_on_a_folder(detect_folder, trained_run: TrainedRun, tmp_path
     log = r.stdout + r.stderr
     for bad in ("broken.jpg", "notes.txt"):
         assert any(bad in line and "skip" in line.lower() for line in log.splitlines()), f"{bad} not reported:\n{log}"
-    stems = sorted(p.stem if p.parent == src else f"sub_{p.stem}" for p in good)
-    assert sorted(p.stem for p in out.glob("*.jpg")) == stems  # one rendered JPEG per readable image
+    # outputs mirror each input's path below the source folder: sub/scene.png -> sub/scene.jpg
+    stems = sorted(p.relative_to(src).with_suffix("").as_posix() for p in good)
+    assert sorted(p.relative_to(out).with_suffix("").as_posix() for p in out.rglob("*.jpg")) == stems
     for p in good:
-        stem = p.stem if p.parent == src else f"sub_{p.stem}"
+        stem = p.relative_to(src).with_suffix("")
         assert cv2.imread(str(out / f"{stem}.jpg")).shape == cv2.imread(str(p)).shape  # drawn on the original
-    assert sorted(p.stem for p in (out / "labels").glob("*.txt")) == stems
+    assert sorted(p.relative_to(out / "labels").with_suffix("").as_posix() for p in (out / "labels").rglob("*.txt")) == stems
     preds = json.loads((out / "predictions.json").read_text())
     assert preds, "no detections at conf 0.01: the format checks below would be vacuous"
-    sizes = {p.name: cv2.imread(str(p)).shape[:2] for p in good}
+    sizes = {p.relative_to(src).as_posix(): cv2.imread(str(p)).shape[:2] for p in good}
     assert {p["file_name"] for p in preds} <= set(sizes)
     n_lines = 0
     for stem in stems:
@@ -279,7 +281,8 @@ def test_detect_cli_on_a_folder(detect_folder, trained_run: TrainedRun, tmp_path
             assert len(v) == 6 and v[0] == "0" and all(0.0 <= float(x) <= 1.0 for x in v[1:])
     assert n_lines == len(preds)
     for p in preds:
-        assert set(p) == {"file_name", "bbox", "score", "category_id", "category_name"}
+        assert set(p) == {"file_name", "source", "bbox", "score", "category_id", "category_name"}
+        assert Path(p["source"]).is_file() and Path(p["source"]).as_posix().endswith(p["file_name"])
         h, w = sizes[p["file_name"]]
         x, y, bw, bh = p["bbox"]  # x, y, w, h in pixels of the original image
         assert 0 <= x and 0 <= y and bw > 0 and bh > 0 and x + bw <= w + 0.5 and y + bh <= h + 0.5
@@ -294,7 +297,7 @@ def test_detect_cli_on_a_folder(detect_folder, trained_run: TrainedRun, tmp_path
 def test_detect_single_file_and_glob(detect_folder, trained_run: TrainedRun, tmp_path: Path, capsys):
     """The other source kinds, through the library call behind the CLI (saves two interpreter starts)."""
     src, good = detect_folder
-    one = detect(good[1], trained_run.best, tmp_path / "one", conf=0.01, imgsz=IMGSZ, save_json=True)
+    one = detect(good[1], trained_run.best, tmp_path / "one", conf=0.01, imgsz=IMGSZ, outputs=("image", "json"))
     assert one.images == 1 and not one.skipped
     assert [p.name for p in (tmp_path / "one").glob("*.jpg")] == [f"{good[1].stem}.jpg"]
     assert {p["file_name"] for p in json.loads((tmp_path / "one" / "predictions.json").read_text())} <= {good[1].name}

@@ -6,7 +6,7 @@
     python tools/energy.py --model n --source images/ --imgsz 320        # untrained variant, no weights
 
 Energy model (DESIGN.md section 4): E = E_MAC x MACs(real-valued inputs) + E_AC x SOPs(spike inputs)
-+ SSSA's own operations, with exact spike fan-out SOPs; see detector/analysis/energy.py for every
++ SSSA's own operations, with exact spike fan-out SOPs; see detector/analysis/energy/ for every
 counting rule and detector/analysis/constants.py for the constants and their sources.
 """
 
@@ -18,7 +18,8 @@ import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401  (offline settings first)
 from detector.analysis.constants import DEFAULT_PRESET, PRESETS, get_constants
-from detector.analysis.energy import dataset_images, find_images, image_batches, measure_energy
+from detector.analysis.energy import measure_energy
+from detector.io.batches import dataset_images, find_images, image_batches
 
 
 def load(args):
@@ -60,6 +61,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the full report (totals, constants, per-layer) as JSON")
     ap.add_argument("--csv", default=None, help="write the per-layer table as CSV")
     ap.add_argument("--plot", default=None, help="write a PNG of per-layer firing rates and energy")
+    ap.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                    help="measure the tiles of sliced detection (SIZE px) instead of whole images: energy per tile")
+    ap.add_argument("--overlap", type=float, default=0.2, help="overlap between tiles (default 0.2)")
     a = ap.parse_args(argv)
     if a.imgsz is not None and (a.imgsz <= 0 or a.imgsz % 32):
         ap.error(f"--imgsz must be a positive multiple of 32, got {a.imgsz}")
@@ -79,7 +83,13 @@ def main(argv=None) -> int:
     meta = {"model": desc, "untrained": untrained, "source": str(a.source or a.data), "imgsz": a.imgsz,
             "skipped": skipped}
     try:
-        report = measure_energy(model, image_batches(paths, a.imgsz, a.batch, skipped), timesteps=a.timesteps,
+        if a.tile is not None:
+            from detector.engine.tiling import check_tiling
+
+            check_tiling(a.tile, a.overlap)
+            meta["per"] = f"tile of {a.tile} px (overlap {a.overlap})"
+        report = measure_energy(model, image_batches(paths, a.imgsz, a.batch, skipped, a.tile, a.overlap),
+                                timesteps=a.timesteps,
                                 constants=constants, max_images=a.max_images, meta=meta)
     except RuntimeError as e:
         if "no images were measured" not in str(e):

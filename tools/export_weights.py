@@ -20,9 +20,10 @@ def main(argv=None) -> int:
     ap.add_argument("--fp32", action="store_true", help="keep float32 weights")
     ap.add_argument("--raw", action="store_true", help="the raw model weights instead of the EMA")
     ap.add_argument("--note", default=None, help="a free-text note stored in the file")
+    ap.add_argument("--overwrite", action="store_true", help="replace DST if it exists (never SRC itself)")
     a = ap.parse_args(argv)
     extra = {"note": a.note} if a.note else {}
-    path = export_weights(a.src, a.dst, half=not a.fp32, use_ema=not a.raw, **extra)
+    path = export_weights(a.src, a.dst, half=not a.fp32, use_ema=not a.raw, overwrite=a.overwrite, **extra)
     print(f"{path}  {path.stat().st_size / 2**20:.1f} MiB  sha256 {sha256(path)}")
     return 0
 

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
                         "the first --calib source images); panels are labelled untrained")
     ap.add_argument("--seed", type=int, default=0, help="initialisation seed for --model")
     ap.add_argument("--calib", type=int, default=8, help="images used to calibrate batch norm for --model")
-    ap.add_argument("--out", default="runs/heatmap/exp", help="output folder")
+    ap.add_argument("--out", default=None, help="output folder (default: a fresh runs/heatmap/expN)")
     ap.add_argument("--blocks", nargs="+", default=None,
                     help="SSSA blocks to show, by index or name substring (e.g. 0 2, or p5); default all")
     ap.add_argument("--timesteps", nargs="+", type=int, default=None, help="timesteps to show; default all")
@@ -40,11 +40,14 @@ def main(argv=None) -> int:
                     help="salience upsampling (nearest shows the token grid)")
     ap.add_argument("--dpi", type=int, default=100)
     ap.add_argument("--save-npz", action="store_true", help="also write the raw maps as .npz")
+    ap.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                    help="cut each image into the tiles of sliced detection (SIZE px) and show each tile")
+    ap.add_argument("--overlap", type=float, default=0.2, help="overlap between tiles (default 0.2)")
     a = ap.parse_args(argv)
     try:
         s = heatmaps(a.source, a.weights, a.out, a.blocks, a.timesteps, a.imgsz, a.conf, a.iou, a.max_det,
                      variant=a.model, seed=a.seed, calib=a.calib, save_raw=a.save_npz, max_images=a.max_images,
-                     interp=a.interp, dpi=a.dpi)
+                     interp=a.interp, dpi=a.dpi, tile=a.tile, overlap=a.overlap)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

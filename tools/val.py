@@ -26,8 +26,17 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--project", default="runs/val")
     ap.add_argument("--name", default="exp")
+    ap.add_argument("--map", nargs="+", default=None, metavar="MODEL=DATASET",
+                    help="score model class MODEL as dataset class DATASET (names must otherwise match)")
     a = ap.parse_args(argv)
-    evaluate(a.data, a.weights, a.split, a.imgsz, a.batch, a.conf, a.iou, a.device, a.json, a.project, a.name)
+    class_map = None
+    if a.map:
+        pairs = [m.partition("=") for m in a.map]
+        if any(not k or not sep or not v for k, sep, v in pairs):
+            ap.error("--map expects MODEL_NAME=DATASET_NAME pairs")
+        class_map = {k: v for k, _, v in pairs}
+    evaluate(a.data, a.weights, a.split, a.imgsz, a.batch, a.conf, a.iou, a.device, a.json, a.project, a.name,
+             class_map=class_map)
     return 0
 
 

@@ -7,11 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
-# The suffixes Ultralytics loads (ultralytics.data.utils.IMG_FORMATS in 8.4); a file with any other
-# suffix would be ignored by the trainer, leaving its label file orphaned. A test keeps them in sync.
-IMG_SUFFIXES = frozenset(
-    {"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "heic", "avif", "jp2", "heif"}
-)
+from ..io.images import is_image  # the project's one suffix list: what Ultralytics trains on
+
 # Ultralytics rejects images whose sides are below 10 px as corrupt.
 MIN_SIDE = 10
 _EXIF_ORIENTATION = 0x0112
@@ -25,10 +22,6 @@ class ImageInfo:
     height: int
     exif_orientation: int  # 1 = none; anything else makes OpenCV rotate the pixels on load
     truncated_jpeg: bool  # JPEG without the FFD9 end marker
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower().lstrip(".") in IMG_SUFFIXES
 
 
 def index_images(folder: Path) -> dict[str, list[Path]]:

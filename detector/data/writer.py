@@ -33,8 +33,45 @@ from .images import MIN_SIDE, ImageInfo, is_image, probe_image
 from .records import SPLITS, DataProblemWarning, ImageRecord, ProblemLog, SourceDataset
 
 LINK_MODES = ("copy", "hardlink", "symlink")
-# Everything the writer owns inside OUT; with overwrite=True exactly these are removed first.
+# What the writer creates inside OUT. Every file it writes is listed in OUT/.snnvit-convert (the
+# manifest), as it is written; with overwrite=True exactly the listed files are removed first, never
+# anything else (a file of the user's in OUT/images stays, and so does its folder).
 MANAGED = ("images", "labels", "annotations", "data.yaml", "report.json")
+MANIFEST = ".snnvit-convert"
+
+
+class _Manifest:
+    """Appends each written file (relative to OUT) to the manifest as it is written."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.f = open(out / MANIFEST, "a", encoding="utf-8")
+
+    def add(self, path: Path) -> Path:
+        self.f.write(path.relative_to(self.out).as_posix() + "\n")
+        self.f.flush()
+        return path
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _manifest_files(out: Path) -> list[Path] | None:
+    """The files the converter wrote into ``out`` (from its manifest), or None without a manifest. An
+    entry pointing outside ``out`` (an edited manifest) is refused."""
+    m = out / MANIFEST
+    if not m.is_file():
+        return None
+    files = []
+    for line in m.read_text(encoding="utf-8", errors="replace").splitlines():
+        rel = line.strip()
+        if not rel:
+            continue
+        p = (out / rel)
+        if rel.startswith("/") or ".." in Path(rel).parts or not str(p.resolve(strict=False)).startswith(str(out)):
+            raise ValueError(f"{m} lists {rel!r}, which is not a path inside {out}; refusing to delete anything")
+        files.append(p)
+    return files
 
 
 @dataclass
@@ -157,27 +194,45 @@ def _unique_name(rec: ImageRecord, taken: set[str], log: ProblemLog) -> str:
     return new
 
 
-def _check_out(out: Path, root: Path, overwrite: bool) -> list[Path]:
-    """Earlier converter output in ``out`` that will be replaced; raises before anything is touched."""
-    root = root.resolve()
-    if out == root:
-        raise ValueError(f"output folder {out} is the source folder; choose another --out")
+def _check_out(out: Path, ds: SourceDataset, overwrite: bool) -> list[Path]:
+    """Earlier converter output in ``out`` that will be replaced (the files its manifest lists); raises
+    before anything is touched when ``out`` is a source folder, holds a source image, or holds output
+    the converter did not write."""
+    root = ds.root.resolve()
+    if out == root or out in root.parents:
+        raise ValueError(f"output folder {out} is (or contains) the source folder {root}; choose another --out")
+    for rec in ds.records:
+        src = rec.src.resolve()
+        if out in src.parents:
+            raise ValueError(f"source image {rec.src} lies inside the output folder {out}; choose another --out")
     present = [out / m for m in MANAGED if (out / m).exists() or (out / m).is_symlink()]
     if present and not overwrite:
         raise FileExistsError(f"{out} already holds {', '.join(p.name for p in present)}; "
                               "pass overwrite=True (--overwrite) to replace them")
-    for target in present:
-        if root == target or target in root.parents:
-            raise ValueError(f"refusing to overwrite {target}: the source data {root} lies inside it")
-    return present
+    if not present:
+        return []
+    files = _manifest_files(out)
+    if files is None:
+        raise ValueError(f"{out} holds {', '.join(p.name for p in present)} but no {MANIFEST}: they were not "
+                         "written by this converter, so --overwrite will not delete them; choose another --out")
+    return files
 
 
-def _clear(targets: list[Path]) -> None:
-    for target in targets:
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
+def _clear(out: Path, files: list[Path]) -> None:
+    """Remove the converter's own files, then the folders of MANAGED that are left empty."""
+    for f in files:
+        if f.is_symlink() or f.is_file():
+            f.unlink()
+    for top in ("images", "labels", "annotations"):
+        d = out / top
+        if not d.is_dir() or d.is_symlink():
+            continue
+        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            if not any(sub.iterdir()):
+                sub.rmdir()
+        if not any(d.iterdir()):
+            d.rmdir()
+    (out / MANIFEST).unlink(missing_ok=True)
 
 
 def _place(src: Path, dst: Path, link: str) -> None:
@@ -225,17 +280,20 @@ def _coco_json(items: list[_Accepted], names: list[str], description: str) -> di
     }
 
 
-def _write_split(out: Path, split: str, items: list[_Accepted], ds: SourceDataset, link: str) -> None:
+def _write_split(out: Path, split: str, items: list[_Accepted], ds: SourceDataset, link: str, manifest: _Manifest) -> None:
     """Images, label files and the COCO json of one split."""
-    (out / "images" / split).mkdir(parents=True)
-    (out / "labels" / split).mkdir(parents=True)
+    (out / "images" / split).mkdir(parents=True, exist_ok=True)
+    (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     for it in items:
-        _place(it.rec.src, out / "images" / split / it.name, link)
+        dst = out / "images" / split / it.name
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(f"{dst} exists and was not written by this converter; choose another --out")
+        _place(it.rec.src, manifest.add(dst), link)
         text = "".join(b.line + "\n" for b in it.boxes)  # empty file for an image without boxes
-        (out / "labels" / split / f"{Path(it.name).stem}.txt").write_text(text)
+        manifest.add(out / "labels" / split / f"{Path(it.name).stem}.txt").write_text(text)
     (out / "annotations").mkdir(exist_ok=True)
     coco = _coco_json(items, ds.names, f"{ds.format} {split} split converted from {ds.root}")
-    (out / "annotations" / f"{split}.json").write_text(json.dumps(coco))
+    manifest.add(out / "annotations" / f"{split}.json").write_text(json.dumps(coco))
 
 
 def _data_yaml(out: Path, present: list[str], names: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -269,7 +327,7 @@ def write_dataset(ds: SourceDataset, out: str | Path, *, link: str = "copy", ove
     if link not in LINK_MODES:
         raise ValueError(f"link must be one of {LINK_MODES}, got {link!r}")
     out = Path(out).resolve()
-    stale = _check_out(out, ds.root, overwrite)
+    stale = _check_out(out, ds, overwrite)
     log = ProblemLog()
     log.extend(ds.problems)
 
@@ -300,15 +358,31 @@ def write_dataset(ds: SourceDataset, out: str | Path, *, link: str = "copy", ove
         raise ValueError(f"no usable images found under {ds.root} ({len(ds.records)} listed, "
                          f"{len(log)} problems; see the log) — is it the right folder?")
 
-    _clear(stale)
+    ours = {p.resolve() for p in stale}
+    for split in present:  # every file about to be written: none may be someone else's
+        for it in accepted[split]:
+            for dst in (out / "images" / split / it.name, out / "labels" / split / f"{Path(it.name).stem}.txt"):
+                if (dst.exists() or dst.is_symlink()) and dst.resolve() not in ours:
+                    raise FileExistsError(f"{dst} exists and was not written by this converter; choose another --out")
+    _clear(out, stale)
     out.mkdir(parents=True, exist_ok=True)
-    for split in present:
-        _write_split(out, split, accepted[split], ds, link)
+    manifest = _Manifest(out)
+    try:
+        for split in present:
+            _write_split(out, split, accepted[split], ds, link, manifest)
+        return _write_meta(out, ds, present, accepted, log, link, manifest)
+    finally:
+        manifest.close()
+
+
+def _write_meta(out: Path, ds: SourceDataset, present: list[str], accepted: dict, log: ProblemLog, link: str,
+                manifest: _Manifest) -> dict[str, Any]:
+    """data.yaml and report.json; returns the report."""
     data, notes = _data_yaml(out, present, ds.names)
     notes = ds.notes + notes
     header = (f"# Ultralytics dataset YAML written by detector.data ({ds.format} converter); details in report.json.\n"
               "# coco_json: COCO ground truth per entry, category_id = class index + 1.\n")
-    (out / "data.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    manifest.add(out / "data.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
     report: dict[str, Any] = {
         "format": ds.format,
@@ -325,8 +399,8 @@ def write_dataset(ds: SourceDataset, out: str | Path, *, link: str = "copy", ove
         "problem_counts": dict(sorted(Counter(p.kind for p in log.items).items())),
         "problems": log.to_list(),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    manifest.add(out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     if len(log):
         warnings.warn(f"{len(log)} data problem(s) in {ds.root}: {report['problem_counts']}; "
-                      f"details in {out / 'report.json'}", DataProblemWarning, stacklevel=2)
+                      f"details in {out / 'report.json'}", DataProblemWarning, stacklevel=3)
     return report

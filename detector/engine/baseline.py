@@ -20,12 +20,11 @@ from copy import copy
 from pathlib import Path
 from typing import Any
 
-from .safe_trainer import SafeTrainer  # applies the offline settings before Ultralytics is imported
+from ultralytics.utils import RANK
 
-from ultralytics.utils import RANK  # noqa: E402
-
-from ..data.dataset_yaml import load_dataset  # noqa: E402
-from ..weights import ANN_ARCHS, build_ann, load_ann_checkpoint, save_ann_checkpoint  # noqa: E402
+from ..data.dataset_yaml import load_dataset
+from ..weights import ANN_ARCHS, build_ann, load_ann_checkpoint, save_ann_checkpoint
+from .safe_trainer import SafeTrainer
 
 
 class BaselineTrainer(SafeTrainer):

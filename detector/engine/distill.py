@@ -30,10 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import offline as _offline
-
-_offline.apply()
-
 
 
 def load_teacher(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:

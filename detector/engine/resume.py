@@ -59,10 +59,10 @@ def sanitize_train_args(stored: Any, source: Any = "checkpoint") -> dict[str, An
         raise ValueError(f"{source}: training arguments missing or not a mapping")
     out: dict[str, Any] = {}
     for k, v in stored.items():
-        if not isinstance(k, str) or k not in DEFAULT_CFG_DICT:
-            raise _bad(source, k, v, "not a training argument")
         if k in REPLACED:
             continue
+        if not isinstance(k, str) or k not in DEFAULT_CFG_DICT:
+            raise _bad(source, k, v, "not a training argument")
         default = DEFAULT_CFG_DICT[k]
         if k in CHOICES:
             if v not in CHOICES[k]:

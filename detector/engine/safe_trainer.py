@@ -23,17 +23,13 @@ from typing import Any
 
 import torch
 
-from . import offline as _offline
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import LOGGER, RANK
+from ultralytics.utils.files import get_latest_run
+from ultralytics.utils.torch_utils import ModelEMA, unwrap_model
 
-_offline.apply()  # before this module's first Ultralytics import
-
-from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
-from ultralytics.utils import LOGGER, RANK  # noqa: E402
-from ultralytics.utils.files import get_latest_run  # noqa: E402
-from ultralytics.utils.torch_utils import ModelEMA, unwrap_model  # noqa: E402
-
-from ..data.dataset_yaml import check_dataset_yaml  # noqa: E402
-from .resume import require_training_checkpoint, run_dir_of, sanitize_train_args  # noqa: E402
+from ..data.dataset_yaml import check_dataset_yaml
+from .resume import require_training_checkpoint, run_dir_of, sanitize_train_args
 
 # Ultralytics' ``args`` that may change when resuming (the rest comes from the checkpoint).
 RESUME_ALLOWED = {"epochs", "imgsz", "batch", "device", "workers", "cache", "patience", "time", "val", "plots", "save_period",

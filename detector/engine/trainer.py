@@ -23,14 +23,13 @@ from typing import Any
 import torch
 import yaml
 
-from .safe_trainer import SafeTrainer  # applies the offline settings before Ultralytics is imported
+from ultralytics.utils import LOGGER, RANK, YAML
+from ultralytics.utils.torch_utils import unwrap_model
 
-from ultralytics.utils import LOGGER, RANK, YAML  # noqa: E402
-from ultralytics.utils.torch_utils import unwrap_model  # noqa: E402
-
-from ..models import SNNViTYOLO, load_config  # noqa: E402
-from ..weights import build_from_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from .offline import default_config_dir  # noqa: E402
+from ..models import SNNViTYOLO, load_config
+from ..weights import build_from_checkpoint, load_checkpoint, save_checkpoint
+from ..settings import default_config_dir
+from .safe_trainer import SafeTrainer
 
 
 def resolve_model_yaml(model: str | Path | dict, timesteps: int | None = None, neuron: dict | None = None) -> Path:
@@ -71,7 +70,18 @@ class SNNTrainer(SafeTrainer):
         return model
 
     def checkpoint_fields(self):
-        return {"distill": self.distiller.describe() if self.distiller is not None else None}
+        return {"distill": self.distiller.describe() if self.distiller is not None else None,
+                "train_image_size": self.train_image_size()}
+
+    def train_image_size(self) -> int | None:
+        """The median long side (pixels) of the training images: the scale the model learned, which
+        sliced inference uses as its automatic tile size (``detector.engine.tiling``)."""
+        shapes = getattr(getattr(self.train_loader, "dataset", None), "shapes", None)
+        if shapes is None or len(shapes) == 0:
+            return None
+        import numpy as np
+
+        return int(np.median(np.asarray(shapes).max(1)))
 
     def on_resume(self, ckpt, path):
         """Distil with the teacher the run was trained with (checked by its sha256), unless ``--teacher``
@@ -120,8 +130,8 @@ class SNNTrainer(SafeTrainer):
             return cached
         import random
 
-        from .predictor import letterbox_tensor
-        from .sources import ImageReadError, read_image
+        from ..io.images import ImageReadError, read_image
+        from ..io.letterbox import letterbox_tensor
 
         files = list(getattr(self.train_loader.dataset, "im_files", []))
         random.Random(0).shuffle(files)
@@ -176,7 +186,12 @@ class SNNTrainer(SafeTrainer):
         if t_names != s_names:
             raise ValueError(f"teacher {a['teacher']} classes {t_names} differ from the dataset's {s_names}")
         self.distiller = d
-        unwrap_model(self.model).set_distiller(d)
+        from ultralytics.utils.loss import v8DetectionLoss
+
+        from .distill import DistillDetectionLoss
+
+        model = unwrap_model(self.model)  # its EMA copy (made after this) shares the teacher: Distiller is never copied
+        model.criterion = DistillDetectionLoss(v8DetectionLoss(model), d, int(model.yaml["reg_max"]))
         LOGGER.info(f"distillation: teacher {d.source} (class KD x{d.cls_weight}, box KD x{d.box_weight}, "
                     f"temperature {d.temperature})")
 

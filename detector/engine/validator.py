@@ -14,12 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import offline as _offline
-
-_offline.apply()  # before this module's first Ultralytics import
-
+import torch
 from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.utils import LOGGER, ops
+from ultralytics.utils import LOGGER
+
+from ..io.writers import coco_records
 
 
 class SNNValidator(DetectionValidator):
@@ -47,11 +46,8 @@ class SNNValidator(DetectionValidator):
         for si, pred in enumerate(preds):
             pbatch = self._prepare_batch(si, batch)
             predn = self.scale_preds(self._prepare_pred(pred), pbatch)
-            boxes = ops.xyxy2ltwh(predn["bboxes"]).tolist()
-            name = Path(pbatch["im_file"]).name
-            for b, s, c in zip(boxes, predn["conf"].tolist(), predn["cls"].tolist()):
-                self.coco_preds.append({"file_name": name, "bbox": [round(x, 3) for x in b], "score": round(s, 5),
-                                        "category_id": int(c) + 1, "category_name": self.names[int(c)]})
+            det = torch.cat((predn["bboxes"], predn["conf"][:, None], predn["cls"][:, None]), 1).cpu().numpy()
+            self.coco_preds += coco_records(det, Path(pbatch["im_file"]).name, self.names)
 
 
 def coco_evaluate(gt_json: str | Path, predictions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -113,17 +109,35 @@ def evaluate(
     name: str = "exp",
     model=None,
     plots: bool = True,
+    class_map: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate weights (or a loaded ``model``) on a dataset split; print and return the metrics.
 
     Keys: ``precision``, ``recall``, ``map50``, ``map`` (overall), ``per_class`` (list of dicts),
     ``pycocotools`` (the independent evaluation, when the dataset has COCO ground truth) and
-    ``agreement`` (absolute differences between the two evaluations). ``imgsz`` defaults to the size
-    the weights were trained at (640 if the checkpoint does not say).
+    ``agreement`` (absolute differences between the two evaluations; a difference above
+    ``AGREEMENT_TOLERANCE`` is warned about). ``imgsz`` defaults to the size the weights were trained
+    at (640 if the checkpoint does not say).
+
+    The model's class names must equal the dataset's, in order; ``class_map`` ({model name: dataset
+    name}) renames model classes explicitly. Anything else is an error, never a silent re-labelling.
     """
+    from .. import checks
+    from ..data.dataset_yaml import load_dataset
     from ..weights import default_imgsz, load_model
 
+    if split not in {"train", "val", "test"}:
+        raise ValueError(f"split must be train, val or test, got {split!r}")
+    checks.unit_interval("conf", conf)
+    checks.unit_interval("iou", iou)
+    checks.positive_int("batch", batch, 1024)
+    if imgsz is not None:
+        checks.imgsz(imgsz)
+    checks.device(device)
+    checks.output_file(json_out, "--json")
+    ds = load_dataset(data, split)  # a local YAML whose split exists; nothing downloaded or run
     model = model if model is not None else load_model(weights, device=device)
+    check_class_names(model.names, ds["names"], class_map, weights or "the model", data)
     imgsz = imgsz or default_imgsz(model)
     args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf,
                 iou=iou, device=device, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
@@ -160,11 +174,33 @@ def evaluate(
         else:
             LOGGER.warning(f"COCO ground truth {gt_path} not found; pycocotools evaluation skipped")
     LOGGER.info(format_metrics(result))
+    agree = result.get("agreement")
+    if agree and max(agree.values()) > AGREEMENT_TOLERANCE:
+        LOGGER.warning(f"WARNING: Ultralytics and pycocotools disagree by {max(agree.values()):.3f} mAP (more than "
+                       f"{AGREEMENT_TOLERANCE}): check the COCO ground truth {result['pycocotools']['gt_json']} against "
+                       "the labels of this split")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(result, indent=2), encoding="utf-8")
     result["predictions"] = validator.coco_preds
     return result
+
+
+AGREEMENT_TOLERANCE = 0.02  # mAP; measured agreement on real data is below 0.005 (README)
+
+
+def check_class_names(model_names: dict, data_names: dict, class_map: dict[str, str] | None, model_src, data_src) -> None:
+    """Refuse to score a model against a dataset whose class names differ (after ``class_map``)."""
+    m = {int(k): str(v) for k, v in dict(model_names).items()}
+    d = {int(k): str(v) for k, v in dict(data_names).items()}
+    if class_map:
+        unknown = sorted(set(class_map) - set(m.values()))
+        if unknown:
+            raise ValueError(f"--map names classes the model does not have: {unknown} (model classes: {list(m.values())})")
+        m = {k: class_map.get(v, v) for k, v in m.items()}
+    if m != d:
+        raise ValueError(f"class names differ: model {model_src} has {m}, dataset {data_src} has {d}; scoring "
+                         "would re-label classes silently. Use matching data, or --map MODEL_NAME=DATASET_NAME")
 
 
 def format_metrics(r: dict[str, Any]) -> str:
@@ -183,4 +219,4 @@ def format_metrics(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SNNValidator", "evaluate", "coco_evaluate", "format_metrics"]
+__all__ = ["SNNValidator", "evaluate", "coco_evaluate", "format_metrics", "check_class_names"]

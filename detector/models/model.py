@@ -89,27 +89,6 @@ class SNNViTYOLO(DetectionModel):
     def _predict_augment(self, x):
         return self._predict_once(x)
 
-    # -- distillation: a frozen teacher shared with the EMA copy, never part of the state dict ------
-    @property
-    def distiller(self):
-        return self.__dict__.get("_distiller")
-
-    def set_distiller(self, distiller) -> None:
-        """Train with ``distiller`` (``detector.engine.distill.Distiller``) beside the detection loss, or
-        without it (None). Stored outside the module tree: no teacher weight enters a checkpoint."""
-        self.__dict__["_distiller"] = distiller
-        self.criterion = None  # rebuilt with (or without) the distillation terms on the next loss
-
-    def init_criterion(self):
-        from ultralytics.utils.loss import v8DetectionLoss
-
-        base = v8DetectionLoss(self)
-        if self.distiller is None:
-            return base
-        from ..engine.distill import DistillDetectionLoss
-
-        return DistillDetectionLoss(base, self.distiller, int(self.yaml["reg_max"]))
-
     def set_names(self, names: dict[int, str] | list[str]) -> None:
         names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else dict(names)
         self.names = {int(k): str(v) for k, v in names.items()}

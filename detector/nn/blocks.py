@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .attention import conv_bn, make_attention
+from .attention import make_attention
+from .synapse import conv_bn
 from .neurons import make_neuron
 from .synapse import SynapticConv2d
 

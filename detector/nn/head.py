@@ -10,11 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..engine import offline as _offline
-
-_offline.apply()  # before the first Ultralytics import of this package
-
-from ultralytics.nn.modules.head import Detect  # noqa: E402
+from ultralytics.nn.modules.head import Detect
 
 from .blocks import SpikeConv
 from .synapse import SynapticConv2d

@@ -52,6 +52,14 @@ class SynapticConv2d(nn.Conv2d):
         return y
 
 
+def conv_bn(c_in: int, c_out: int, k: int = 1, s: int = 1, p: int | None = None, d: int = 1, g: int = 1) -> nn.Module:
+    """Time-distributed synaptic conv (no bias) + BN on (T, B, C, H, W) spikes."""
+    from .time import SeqModule
+
+    p = d * (k - 1) // 2 if p is None else p
+    return SeqModule(SynapticConv2d(c_in, c_out, k, s, p, dilation=d, groups=g, bias=False), nn.BatchNorm2d(c_out))
+
+
 def synaptic_convs(model: nn.Module) -> list[SynapticConv2d]:
     return [m for m in model.modules() if isinstance(m, SynapticConv2d)]
 

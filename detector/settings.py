@@ -1,7 +1,15 @@
-"""Offline and private by default: no analytics, no downloads, no automatic package installs.
+"""Process settings, at the bottom of the package: offline and private by default (no analytics, no
+downloads, no automatic package installs), CPU threads, fonts, Ultralytics' settings.
 
-Imported by ``detector/__init__.py`` before anything imports Ultralytics, because Ultralytics reads
-these environment variables at import time. What it does:
+Two steps, each done once per process:
+
+* ``set_environment()`` - run by ``detector/__init__.py``, so before anything imports Ultralytics
+  (which reads these environment variables at import time);
+* ``apply()`` - the settings that need Ultralytics imported; run by ``detector/engine/__init__.py``
+  (training, validation, prediction) and by ``detector.io.writers`` (plotting), the two places where
+  Ultralytics does work. Importing ``detector.data`` or ``detector.nn`` alone stays light.
+
+What they do:
 
 * ``YOLO_OFFLINE=1``: Ultralytics' online check answers False, so nothing tries the network;
 * ``YOLO_AUTOINSTALL=0``: Ultralytics never pip-installs missing packages;

@@ -1,9 +1,13 @@
-"""Input sources for detect / heatmap / energy: folders, files, globs and videos, read robustly.
+"""Reading images, and expanding a source (folder, file, glob) into image and video files.
 
 Remote-sensing imagery is often not 8-bit RGB: grayscale SAR, RGBA, 16-bit or float GeoTIFF. Every
-image is turned into an 8-bit BGR array (``read_image``); a file that cannot be read raises
-``ImageReadError`` naming it, and callers skip it with a warning and list it in their summary, so one
-bad file never stops a folder.
+image is turned into an 8-bit BGR array (``read_image``); ``load_image`` also returns what the file
+says about where it lies on the ground (a GeoTIFF's transform and CRS, ``detector.io.geo``). A file
+that cannot be read raises ``ImageReadError`` naming it, and callers skip it with a warning and list
+it in their summary, so one bad file never stops a folder.
+
+``IMAGE_SUFFIXES`` is the project's one list of image suffixes: exactly what Ultralytics' data loader
+reads, so the converters write only images training can use and every tool accepts the same files.
 """
 
 from __future__ import annotations
@@ -11,18 +15,34 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".dng", ".mpo"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".gif"}
+# ultralytics.data.utils.IMG_FORMATS / VID_FORMATS in 8.4 (tests/test_data_tools.py keeps them in sync)
+IMAGE_SUFFIXES = frozenset({"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"})
+VIDEO_SUFFIXES = frozenset({"asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "webm", "wmv"})
+if TYPE_CHECKING:
+    from .geo import GeoReference
+
 MAX_PIXELS = 2**31  # refuse absurd sizes before allocating (cv2's own default limit is 2^30)
 
 
 class ImageReadError(RuntimeError):
     """An input image could not be read; the message names the file and why."""
+
+
+def suffix(path: str | Path) -> str:
+    return Path(path).suffix.lower().lstrip(".")
+
+
+def is_image(path: str | Path) -> bool:
+    return suffix(path) in IMAGE_SUFFIXES
+
+
+def is_video(path: str | Path) -> bool:
+    return suffix(path) in VIDEO_SUFFIXES
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -94,12 +114,39 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 @dataclass
+class LoadedImage:
+    """An image as the detector reads it: 8-bit BGR pixels and, when the file carries it, its place on
+    the ground (``detector.io.geo.GeoReference``)."""
+
+    path: Path
+    pixels: np.ndarray
+    geo: "GeoReference | None" = None
+
+
+def load_image(path: str | Path) -> LoadedImage:
+    """``read_image`` plus the georeferencing of a GeoTIFF (None for other files or plain TIFFs)."""
+    from .geo import read_georeference
+
+    path = Path(path)
+    pixels = read_image(path)
+    geo = read_georeference(path) if suffix(path) in {"tif", "tiff"} else None
+    return LoadedImage(path, pixels, geo)
+
+
+@dataclass
 class SourceList:
-    """The files a source expanded to, and entries that were skipped (with the reason)."""
+    """The files a source expanded to, entries that were skipped (with the reason), and ``root``: the
+    folder every input lies under (their common folder), against which output names are formed."""
 
     images: list[Path] = field(default_factory=list)
     videos: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    root: Path | None = None
+    folders: list[Path] = field(default_factory=list)  # source folders given (outputs must not go there)
+
+    @property
+    def inputs(self) -> list[Path]:
+        return self.images + self.videos
 
 
 def expand_source(source: str | Path) -> SourceList:
@@ -110,25 +157,42 @@ def expand_source(source: str | Path) -> SourceList:
     p = Path(s).expanduser()
     if p.is_dir():
         candidates = sorted(x for x in p.rglob("*") if x.is_file())
+        out.folders.append(p)
     elif p.is_file():
         candidates = [p]
     elif any(ch in s for ch in "*?["):
         candidates = sorted(Path(x) for x in glob.glob(s, recursive=True) if Path(x).is_file())
         if not candidates:
             raise FileNotFoundError(f"no files match {s}")
+        static = Path(s.split("*")[0].split("?")[0].split("[")[0])
+        out.folders.append(static if static.is_dir() else static.parent)
     else:
         raise FileNotFoundError(f"source not found: {s}")
     for f in candidates:
-        suf = f.suffix.lower()
-        if suf in IMAGE_SUFFIXES:
+        if is_image(f):
             out.images.append(f)
-        elif suf in VIDEO_SUFFIXES:
+        elif is_video(f):
             out.videos.append(f)
         elif f.name.startswith("."):
             continue  # hidden files (.DS_Store, editor swap files) are not inputs
         else:
-            out.skipped.append((str(f), f"not an image or video (suffix {suf or 'none'})"))
+            out.skipped.append((str(f), f"not an image or video (suffix {suffix(f) or 'none'})"))
+    files = out.inputs
+    if files:
+        import os
+
+        out.root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
     return out
+
+
+def video_fps(path: str | Path, default: float = 25.0) -> float:
+    """A video's frame rate as its container states it (``default`` when it does not)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return fps if 0 < fps < 1000 else default
 
 
 def iter_video(path: Path, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:

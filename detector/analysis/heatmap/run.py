@@ -1,0 +1,205 @@
+"""Heatmaps of a folder: the model (trained weights, or an untrained variant with calibrated batch
+norm), one forward per image under ``SSSACapture``, a panel PNG (and optionally raw .npz) per image.
+
+Untrained models: at initialisation with default batch-norm statistics (mean 0, var 1) the spikes die
+out before the SSSA stages (measured for the n variant: every salience exactly 0). ``untrained_model``
+therefore calibrates the batch-norm statistics on a few images (a data-dependent initialisation; no
+weight is trained), and such runs are labelled "untrained" in every panel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from ultralytics.utils import LOGGER
+
+from ... import checks
+from ...engine.predictor import predict_image
+from ...io.images import ImageReadError, expand_source, read_image
+from ...io.letterbox import Letterbox, letterbox_tensor
+from ...io.writers import OutputFolder, next_run_folder
+from .capture import SSSACapture, find_sssa_blocks, select_blocks
+from .panel import INTERPOLATIONS, HeatmapResult, block_maps, check_timesteps, render_panel, save_npz
+
+
+def heatmap_image(model: nn.Module, img_bgr: np.ndarray, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
+                  max_det: int = 300, blocks: Iterable[str | int] | None = None, interp: str = "bilinear",
+                  source: str = "", label: str = "") -> HeatmapResult:
+    """Detect and capture the SSSA maps of one BGR image with a single forward pass."""
+    checks.imgsz(imgsz)
+    model.eval()
+    with SSSACapture(model, blocks) as cap:
+        det = predict_image(model, img_bgr, imgsz, conf, iou, max_det)
+    geom = Letterbox.fit(img_bgr.shape[:2], imgsz)
+    thresholds = {n: m.saccade.v_threshold.detach().cpu().numpy().copy() for n, m in cap.blocks}
+    maps = [block_maps(c, geom, 0, interp, thresholds[n]) for n, c in cap.results().items()]
+    names = {int(k): str(v) for k, v in getattr(model, "names", {}).items()}
+    return HeatmapResult(source, img_bgr, det.numpy(), geom, maps, names, label)
+
+
+def calibrate_bn(model: nn.Module, images: Sequence[np.ndarray], imgsz: int, batch: int = 8) -> int:
+    """Set every batch-norm layer's running statistics to the statistics of ``images`` (BGR arrays,
+    letterboxed like inference). No weight changes. Returns the number of images used."""
+    from ...models.calibration import recalibrate_bn
+
+    device = next(model.parameters()).device
+    return recalibrate_bn(model, (torch.cat([letterbox_tensor(img, imgsz, device) for img in images[k:k + batch]])
+                                  for k in range(0, len(images), batch)))
+
+
+def untrained_model(variant: str = "n", seed: int = 0, calib_images: Sequence[np.ndarray] = (), imgsz: int = 640,
+                    nc: int = 1):
+    """A freshly initialised SNN-ViT-YOLO (seeded; the global RNG is left untouched), with batch-norm
+    statistics calibrated on ``calib_images`` (see the module docstring). Returns (model, label)."""
+    from ...models import SNNViTYOLO
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SNNViTYOLO(variant, nc=nc, verbose=False)
+    model.set_names({i: "object" if nc == 1 else f"class{i}" for i in range(nc)})
+    n = calibrate_bn(model, calib_images, imgsz) if len(calib_images) else 0
+    model.eval()
+    return model, untrained_label(variant, seed, n)
+
+
+def untrained_label(variant: str, seed: int, n_calib: int) -> str:
+    bn = f"BN calibrated on {n_calib} image(s)" if n_calib else "default BN"
+    return f"UNTRAINED {variant} (seed {seed}, {bn})"
+
+
+@dataclass
+class HeatmapSummary:
+    out_dir: Path
+    panels: list[Path] = field(default_factory=list)
+    npz: list[Path] = field(default_factory=list)
+    results: list[HeatmapResult] = field(default_factory=list)  # filled when keep=True
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    label: str = ""
+
+
+def heatmaps(
+    source: str | Path,
+    weights: str | Path | None = None,
+    out: str | Path | None = None,
+    blocks: Iterable[str | int] | None = None,
+    timesteps: Sequence[int] | None = None,
+    imgsz: int | None = None,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    max_det: int = 300,
+    variant: str | None = None,
+    seed: int = 0,
+    calib: int = 8,
+    save_raw: bool = False,
+    max_images: int | None = None,
+    interp: str = "bilinear",
+    dpi: int = 100,
+    model: nn.Module | None = None,
+    label: str | None = None,
+    keep: bool = False,
+    verbose: bool = True,
+    tile: int | None = None,
+    overlap: float = 0.2,
+) -> HeatmapSummary:
+    """Write one panel PNG (and optionally one .npz) per image of ``source`` into ``out`` (default: a
+    fresh ``runs/heatmap/expN``; the output rules are ``detector.io.writers.OutputFolder``'s). With
+    ``tile``, every image is cut into the tiles sliced detection uses (``detector.engine.tiling``) and
+    each tile gets its own panel, named after its origin (``STEM_x0_y0_heatmap.png``).
+
+    The model is ``model`` if given, else an untrained ``variant`` (n/s/m, BN calibrated on the first
+    ``calib`` source images, ``max_images`` notwithstanding), else the checkpoint ``weights`` (default: the shipped weights; a missing
+    file raises ``FileNotFoundError`` saying how to proceed). ``keep`` keeps every ``HeatmapResult`` (maps
+    in memory) in the summary; otherwise only paths are returned.
+    """
+    from ... import weights as W
+
+    if interp not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interp!r}; choose from {INTERPOLATIONS}")
+    if imgsz is not None:
+        checks.imgsz(imgsz)
+    if tile is not None:
+        from ...engine.tiling import check_tiling
+
+        check_tiling(tile, overlap)
+    src = expand_source(source)
+    paths = src.images[:max_images] if max_images else src.images
+    folder = OutputFolder(next_run_folder("runs/heatmap/exp") if out is None else out, src.images, src.root, src.folders)
+    summary = HeatmapSummary(folder.path, skipped=list(src.skipped))
+    summary.skipped += [(str(v), "videos are not supported by the heatmap tool") for v in src.videos]
+
+    def load(p: Path, record: bool = True) -> np.ndarray | None:
+        try:
+            return read_image(p)
+        except ImageReadError as e:
+            if record:
+                summary.skipped.append((str(p), str(e)))
+            return None
+
+    if model is None and variant:
+        model, _ = untrained_model(variant, seed)  # batch norm calibrated below, once the options are checked
+        auto_label = None
+    elif model is None:
+        wpath = Path(weights) if weights else W.DEFAULT_WEIGHTS
+        if not wpath.is_file():
+            raise FileNotFoundError(
+                f"weights not found: {wpath}" + (" (the default weights)" if not weights else "")
+                + "; pass --weights PATH, or --model n|s|m to look at an untrained model")
+        model = W.load_model(wpath)
+        auto_label = f"weights {wpath.name}"
+    else:
+        auto_label = "model"
+    label = label or auto_label
+    summary.label = label
+    imgsz = checks.imgsz(imgsz or W.default_imgsz(model))  # the weights' training size; 640 for an untrained model
+    # fail on a bad --blocks / --timesteps before any image is processed
+    found = find_sssa_blocks(model)
+    if not found:
+        raise ValueError("the model has no SSSA blocks (is its attention 'ssa'?); nothing to show")
+    select_blocks([n for n, _ in found], blocks)
+    check_timesteps(timesteps, found[0][1].saccade.T)
+    if auto_label is None:
+        calib_imgs = [im for im in (load(p, record=False) for p in src.images[:calib]) if im is not None]
+        n = calibrate_bn(model, calib_imgs, imgsz) if calib_imgs else 0
+        label = label or untrained_label(variant, seed, n)
+        summary.label = label
+    model.eval()
+    if tile is None:
+        folder.check_all(folder.path / f"{folder.stem(p)}_heatmap{ext}" for p in paths for ext in (".png", ".npz"))
+    folder.prepare()
+    for k, p in enumerate(paths, 1):
+        img = load(p)
+        if img is None:
+            continue
+        for name, part, origin in image_parts(img, folder.stem(p), tile, overlap):
+            res = heatmap_image(model, part, imgsz, conf, iou, max_det, blocks, interp,
+                                str(p) + (f" tile at {origin}" if origin else ""), label)
+            panel = folder.claim(folder.path / f"{name}_heatmap.png")
+            summary.panels.append(render_panel(res, panel, timesteps, dpi, interp))
+            if save_raw:
+                summary.npz.append(save_npz(res, folder.claim(folder.path / f"{name}_heatmap.npz")))
+            if keep:
+                summary.results.append(res)
+            if verbose:
+                print(f"image {k}/{len(paths)} {p}{f' tile {origin}' if origin else ''}: {len(res.detections)} "
+                      f"detection(s), {len(res.blocks)} SSSA block(s) -> {res.panel}")
+    for f, why in summary.skipped:
+        LOGGER.warning(f"skipped {f}: {why}")
+    if verbose:
+        print(f"{len(summary.panels)} panel(s) -> {folder.path} [{label}]")
+    return summary
+
+
+def image_parts(img: np.ndarray, stem: Path, tile: int | None, overlap: float):
+    """(output name, pixels, tile origin or None) for a whole image, or for each of its tiles."""
+    if tile is None:
+        yield str(stem), img, None
+        return
+    from ...engine.tiling import tile_grid
+
+    for x0, y0, x1, y1 in tile_grid(img.shape[:2], tile, overlap):
+        yield f"{stem}_{x0}_{y0}", np.ascontiguousarray(img[y0:y1, x0:x1]), (x0, y0)

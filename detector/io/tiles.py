@@ -1,0 +1,24 @@
+"""The tile grid of sliced inference: overlapping tiles covering a large image (pure geometry, shared
+by detection, heatmaps and energy so that all three see the same tiles)."""
+
+from __future__ import annotations
+
+import math
+
+
+def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``length`` px with at least ``overlap`` (fraction)
+    between neighbours; the last tile ends at the border."""
+    if length <= tile:
+        return [0]
+    step = max(1, int(math.floor(tile * (1.0 - overlap))))
+    n = math.ceil((length - tile) / step) + 1
+    starts = [min(i * step, length - tile) for i in range(n)]
+    return sorted(set(starts))
+
+
+def tile_grid(shape: tuple[int, int], tile: int, overlap: float) -> list[tuple[int, int, int, int]]:
+    """Tiles (x0, y0, x1, y1) covering an image of ``shape`` (H, W)."""
+    H, W = shape[:2]
+    tw, th = min(tile, W), min(tile, H)
+    return [(x, y, x + tw, y + th) for y in tile_starts(H, th, overlap) for x in tile_starts(W, tw, overlap)]

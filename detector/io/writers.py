@@ -1,0 +1,381 @@
+"""Detection outputs: the run's output folder and a registry of writers chosen by name.
+
+Writers (``WRITERS``): ``image`` (rendered images; an MP4 per video at the source's frame rate),
+``txt`` (YOLO labels), ``json`` (COCO-results ``predictions.json``), ``geojson`` (one FeatureCollection
+per run, ``detections.geojson``). Each takes one frame's detections at a time.
+
+Output safety lives here (``OutputFolder``):
+
+* every input gets its own outputs: names mirror the input's path below the inputs' common folder
+  (sub-folders stay sub-folders), and inputs that differ only by suffix (``a.jpg`` / ``a.png``) get
+  the suffix in the name (``a_jpg`` / ``a_png``);
+* the folder may not be, or lie inside, a source folder, and no output may replace an input;
+* the tool never replaces a file it did not write: what it writes is recorded in the folder's
+  manifest (``.snnvit-outputs``), and an existing file not listed there stops the run before it starts;
+* predictions are flushed as they are produced: ``predictions.jsonl`` / ``detections.geojsonl`` grow
+  by one line per frame, so a crash loses nothing written so far; a finished run turns them into
+  ``predictions.json`` / ``detections.geojson`` and removes the line files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+from ..checks import inside
+from .frames import Frame
+
+MANIFEST = ".snnvit-outputs"
+
+
+# --------------------------------------------------------------------------------------------
+# The output folder
+# --------------------------------------------------------------------------------------------
+
+
+def next_run_folder(base: str | Path) -> Path:
+    """``base`` if it does not exist or is empty, else ``base2``, ``base3``... (a fresh run folder)."""
+    base = Path(base)
+    if not base.exists() or (base.is_dir() and not any(base.iterdir())):
+        return base
+    k = 2
+    while True:
+        p = base.with_name(f"{base.name}{k}")
+        if not p.exists():
+            return p
+        k += 1
+
+
+class OutputFolder:
+    """Where a run writes, with the safety rules of the module docstring."""
+
+    def __init__(self, path: str | Path, inputs: Iterable[Path], root: Path | None, source_folders: Iterable[Path] = ()):
+        self.path = Path(path)
+        self.inputs = [Path(p) for p in inputs]
+        self.root = root
+        for folder in source_folders:
+            if inside(self.path, folder):
+                raise ValueError(f"output folder {self.path} is inside the source folder {folder}: the rendered "
+                                 "images would mix with (or replace) the inputs; choose an output folder elsewhere")
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"output {self.path} exists and is not a folder")
+        self._input_set = {p.resolve() for p in self.inputs}
+        self._ours = self._read_manifest()
+        self.stems = self._plan_stems()
+
+    # -- names ---------------------------------------------------------------------------------
+    def _plan_stems(self) -> dict[Path, Path]:
+        """A unique relative output stem for every input (see the module docstring)."""
+        rel = {}
+        for p in self.inputs:
+            r = Path(p.name)
+            if self.root is not None:
+                try:
+                    r = p.resolve().relative_to(self.root)
+                except ValueError:
+                    pass
+            rel[p] = r
+        by_stem: dict[str, list[Path]] = {}
+        for p, r in rel.items():
+            by_stem.setdefault(str(r.with_suffix("")).casefold(), []).append(p)
+        stems, used = {}, set()
+        for p in self.inputs:
+            r = rel[p]
+            s = r.with_suffix("")
+            if len(by_stem[str(s).casefold()]) > 1:  # a.jpg and a.png: keep the suffix in the name
+                s = r.parent / f"{r.stem}_{r.suffix.lstrip('.').lower()}"
+            base, k = s, 2
+            while str(s).casefold() in used:
+                s = base.parent / f"{base.name}-{k}"
+                k += 1
+            used.add(str(s).casefold())
+            stems[p] = s
+        return stems
+
+    def stem(self, source: Path) -> Path:
+        return self.stems[Path(source)]
+
+    # -- safety ---------------------------------------------------------------------------------
+    def _read_manifest(self) -> set[str]:
+        m = self.path / MANIFEST
+        if not m.is_file():
+            return set()
+        return {ln.strip() for ln in m.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()}
+
+    def check(self, path: Path) -> Path:
+        """Refuse to write ``path`` if it is an input, or an existing file this tool did not write."""
+        rel = path.relative_to(self.path).as_posix()
+        if path.resolve() in self._input_set:
+            raise ValueError(f"refusing to write {path}: it is one of the inputs")
+        if path.exists() and rel not in self._ours:
+            raise ValueError(f"refusing to overwrite {path}: the file was not written by this tool (not in "
+                             f"{self.path / MANIFEST}); choose another --out folder")
+        return path
+
+    def check_all(self, paths: Iterable[Path]) -> None:
+        for p in paths:
+            self.check(p)
+
+    def claim(self, path: Path) -> Path:
+        """Check ``path``, create its folder, and record it in the manifest before it is written."""
+        self.check(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rel = path.relative_to(self.path).as_posix()
+        if rel not in self._ours:
+            with open(self.path / MANIFEST, "a", encoding="utf-8") as f:
+                f.write(rel + "\n")
+            self._ours.add(rel)
+        return path
+
+    def prepare(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+def coco_records(det: np.ndarray, file_name: str, names: dict[int, str], **extra: Any) -> list[dict[str, Any]]:
+    """COCO results records (bbox x, y, w, h in pixels; category_id = class index + 1); ``det`` is
+    (N, 6) x1, y1, x2, y2, score, class. Used by detect and by validation."""
+    recs = []
+    for x1, y1, x2, y2, s, c in np.asarray(det, dtype=np.float64).tolist():
+        recs.append({"file_name": file_name, **extra, "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3),
+                     round(y2 - y1, 3)], "score": round(s, 5), "category_id": int(c) + 1,
+                     "category_name": names.get(int(c), str(int(c)))})
+    return recs
+
+
+def yolo_lines(det: np.ndarray, shape: tuple[int, int]) -> list[str]:
+    """YOLO txt lines: class cx cy w h score, normalised to the image size."""
+    h, w = shape[:2]
+    lines = []
+    for x1, y1, x2, y2, s, c in np.asarray(det, dtype=np.float64).tolist():
+        lines.append(f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
+                     f"{(y2 - y1) / h:.6f} {s:.5f}")
+    return lines
+
+
+def render(img_bgr: np.ndarray, det: np.ndarray, names: dict[int, str], path: str = "") -> np.ndarray:
+    """Draw boxes, class names and scores (Ultralytics' plotting, with the project's offline font)."""
+    import torch
+
+    from .. import settings
+
+    settings.apply()  # the bundled font, before Ultralytics plots (it would download one)
+    from ultralytics.engine.results import Results
+
+    boxes = torch.as_tensor(np.asarray(det, dtype=np.float32).reshape(-1, 6))
+    return Results(img_bgr, path=path, names=names, boxes=boxes).plot()
+
+
+def describe(det: np.ndarray, names: dict[int, str]) -> str:
+    """"3 ships, 1 plane" for a frame's detections."""
+    det = np.asarray(det).reshape(-1, 6)
+    if len(det) == 0:
+        return "no detections"
+    cls, counts = np.unique(det[:, 5].astype(int), return_counts=True)
+    return ", ".join(f"{n} {names.get(int(c), str(int(c)))}{'s' if n > 1 else ''}" for c, n in zip(cls.tolist(), counts.tolist()))
+
+
+# --------------------------------------------------------------------------------------------
+# Writers
+# --------------------------------------------------------------------------------------------
+
+
+class Writer:
+    """Base of the writers: ``planned`` names the files a still image will produce (checked before the
+    run starts), ``write`` takes one frame's detections, ``close`` finishes the run."""
+
+    name = ""
+
+    def __init__(self, folder: OutputFolder, names: dict[int, str]):
+        self.folder, self.names = folder, names
+        self.files: list[Path] = []
+
+    def planned(self, source: Path) -> list[Path]:
+        return []
+
+    def write(self, frame: Frame, det: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def file_name(self, frame: Frame) -> str:
+        """How records identify an input: its path below the inputs' common folder (unique)."""
+        root = self.folder.root
+        try:
+            return frame.source.resolve().relative_to(root).as_posix() if root else frame.source.name
+        except ValueError:
+            return str(frame.source)
+
+
+class ImageWriter(Writer):
+    """Rendered detections: ``STEM.jpg`` per image, ``STEM.mp4`` per video (the source's frame rate)."""
+
+    name = "image"
+
+    def __init__(self, folder, names):
+        super().__init__(folder, names)
+        self._video: tuple[Path, cv2.VideoWriter] | None = None
+
+    def planned(self, source):
+        return [self.folder.path / self.folder.stem(source).with_suffix(".jpg")]
+
+    def write(self, frame, det):
+        vis = render(frame.pixels, det, self.names, str(frame.source))
+        if frame.index is None:
+            path = self.folder.claim(self.planned(frame.source)[0])
+            tmp = path.with_name(f".{path.name}.tmp.jpg")
+            if not cv2.imwrite(str(tmp), vis):
+                raise OSError(f"cannot write {path}")
+            os.replace(tmp, path)
+            self.files.append(path)
+            return
+        if self._video is None or self._video[0] != frame.source:
+            self._close_video()
+            path = self.folder.claim(self.folder.path / self.folder.stem(frame.source).with_suffix(".mp4"))
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(frame.fps or 25.0),
+                                     (vis.shape[1], vis.shape[0]))
+            self._video = (frame.source, writer)
+            self.files.append(path)
+        self._video[1].write(vis)
+
+    def _close_video(self):
+        if self._video is not None:
+            self._video[1].release()
+            self._video = None
+
+    def close(self):
+        self._close_video()
+
+
+class TxtWriter(Writer):
+    """YOLO labels ``labels/STEM.txt`` (``labels/STEM_FRAME.txt`` for video frames):
+    ``class cx cy w h score`` normalised to the image size."""
+
+    name = "txt"
+
+    def _path(self, source: Path, index: int | None) -> Path:
+        stem = self.folder.stem(source)
+        name = stem.name if index is None else f"{stem.name}_{index}"
+        return self.folder.path / "labels" / stem.parent / f"{name}.txt"
+
+    def planned(self, source):
+        return [self._path(source, None)]
+
+    def write(self, frame, det):
+        path = self.folder.claim(self._path(frame.source, frame.index))
+        atomic_write_text(path, "".join(ln + "\n" for ln in yolo_lines(det, frame.pixels.shape)))
+        self.files.append(path)
+
+
+class _JsonLinesWriter(Writer):
+    """Appends one JSON line per frame to ``LOG`` (flushed), and writes ``FINAL`` from them at close."""
+
+    log_name = final_name = ""
+
+    def __init__(self, folder, names):
+        super().__init__(folder, names)
+        self._log = None
+        self.records: list[Any] = []
+
+    def planned(self, source):
+        return [self.folder.path / self.final_name, self.folder.path / self.log_name]
+
+    def frame_records(self, frame: Frame, det: np.ndarray) -> list[Any]:
+        raise NotImplementedError
+
+    def write(self, frame, det):
+        recs = self.frame_records(frame, det)
+        if self._log is None:
+            self._log = open(self.folder.claim(self.folder.path / self.log_name), "w", encoding="utf-8")
+        self._log.write(json.dumps(recs) + "\n")
+        self._log.flush()
+        os.fsync(self._log.fileno())
+        self.records += recs
+
+    def final_text(self) -> str:
+        raise NotImplementedError
+
+    def close(self):
+        path = self.folder.claim(self.folder.path / self.final_name)
+        atomic_write_text(path, self.final_text())
+        self.files.append(path)
+        if self._log is not None:
+            self._log.close()
+            (self.folder.path / self.log_name).unlink(missing_ok=True)
+
+
+class CocoJsonWriter(_JsonLinesWriter):
+    """``predictions.json``: COCO results (``file_name`` = the input's path below the inputs' common
+    folder, ``source`` = the path as given, ``frame`` for videos, ``bbox`` x, y, w, h in pixels)."""
+
+    name = "json"
+    log_name, final_name = "predictions.jsonl", "predictions.json"
+
+    def frame_records(self, frame, det):
+        extra = {"source": str(frame.source)} | ({"frame": frame.index} if frame.index is not None else {})
+        return coco_records(det, self.file_name(frame), self.names, **extra)
+
+    def final_text(self):
+        return json.dumps(self.records, indent=1)
+
+
+class GeoJsonWriter(_JsonLinesWriter):
+    """``detections.geojson``: one FeatureCollection, a polygon per detection with class, score and
+    source file; in map coordinates when the input is georeferenced (the CRS in the feature's
+    properties and, when all inputs share one, on the collection), else in pixel coordinates
+    (x right, y down from the image's top-left corner; ``"coordinates": "pixel"``)."""
+
+    name = "geojson"
+    log_name, final_name = "detections.geojsonl", "detections.geojson"
+
+    def frame_records(self, frame, det):
+        feats = []
+        for x1, y1, x2, y2, s, c in np.asarray(det, dtype=np.float64).reshape(-1, 6).tolist():
+            if frame.geo is not None:
+                ring, space, crs = frame.geo.box_polygon(x1, y1, x2, y2), "map", frame.geo.crs
+            else:
+                ring, space, crs = [[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]], "pixel", None
+            props = {"class": self.names.get(int(c), str(int(c))), "class_id": int(c), "score": round(s, 5),
+                     "source": self.file_name(frame), "coordinates": space, "crs": crs,
+                     "bbox_pixels": [round(x1, 3), round(y1, 3), round(x2, 3), round(y2, 3)]}
+            if frame.index is not None:
+                props["frame"] = frame.index
+            feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
+        return feats
+
+    def final_text(self):
+        fc: dict[str, Any] = {"type": "FeatureCollection", "name": "detections"}
+        crss = {f["properties"]["crs"] for f in self.records}
+        if len(crss) == 1 and None not in crss:
+            fc["crs"] = {"type": "name", "properties": {"name": "urn:ogc:def:crs:" + next(iter(crss)).replace(":", "::")}}
+        fc["features"] = self.records
+        return json.dumps(fc, indent=1)
+
+
+WRITERS: dict[str, type[Writer]] = {w.name: w for w in (ImageWriter, TxtWriter, CocoJsonWriter, GeoJsonWriter)}
+
+
+def make_writers(names: Iterable[str], folder: OutputFolder, class_names: dict[int, str]) -> list[Writer]:
+    """Writers by name (``WRITERS``), in the order given; unknown names are an error."""
+    out = []
+    for n in names:
+        if n not in WRITERS:
+            raise ValueError(f"unknown output {n!r}; choose from {sorted(WRITERS)}")
+        out.append(WRITERS[n](folder, class_names))
+    return out
