@@ -185,7 +185,15 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema:
     """Write an inference-only copy of a training checkpoint: the EMA weights (else the raw ones) as
     ``state_dict``, floating tensors in fp16 when ``half`` (loading casts them back to the model's
     float32), plus config, names, epoch, training arguments and metrics; no optimizer or training
-    state. Extra keyword arguments are stored as plain fields (e.g. ``note="..."``)."""
+    state. Extra keyword arguments are stored as plain fields (e.g. ``note="..."``).
+
+    Never replaces ``src`` itself, and an existing ``dst`` only with ``overwrite``."""
+    if Path(dst).resolve() == Path(src).resolve():
+        raise ValueError(f"refusing to write the inference copy over its source {src}: choose another output file")
+    if Path(dst).is_dir():
+        raise ValueError(f"output {dst} is a folder; give a file name")
+    if Path(dst).exists() and not overwrite:
+        raise ValueError(f"{dst} exists; pass --overwrite to replace it")
     ckpt = load_checkpoint(src)
     state = ckpt.get("ema_state_dict") if use_ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
     if half:

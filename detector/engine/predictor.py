@@ -29,7 +29,7 @@ from ..io.frames import iter_frames
 from ..io.images import expand_source
 from ..io.letterbox import Letterbox
 from ..io.writers import OutputFolder, describe, make_writers, next_run_folder
-from .tiling import check_tiling, predict_tiled
+from .tiling import check_overlap, check_tiling, predict_tiled
 
 DEFAULT_OUT = "runs/detect/exp"
 
@@ -118,7 +118,7 @@ def detect(
         checks.imgsz(imgsz)
     if tile not in (None, "auto"):
         check_tiling(tile, overlap)
-    checks.unit_interval("overlap", overlap)
+    check_overlap(overlap)
     checks.device(device)
     src = expand_source(source)
     folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)

@@ -158,8 +158,9 @@ class SafeTrainer(DetectionTrainer):
             run = run_dir_of(last)
             ckpt_args.update(project=str(run.parent), name=run.name, save_dir=str(run), exist_ok=True)
             from ultralytics.cfg import get_cfg
+            from ultralytics.utils import DEFAULT_CFG
 
-            self.args = get_cfg(ckpt_args)
+            self.args = get_cfg(DEFAULT_CFG, ckpt_args)  # defaults for whatever the file does not state
             self.args.model = self.args.resume = str(last)
             ignored = []
             for k, v in overrides.items():

@@ -31,12 +31,17 @@ from ..io.tiles import tile_grid, tile_starts  # noqa: F401  (re-exported: the g
 EDGE_MARGIN = 2.0  # px: a box edge this close to an interior tile border counts as cut
 
 
+def check_overlap(overlap: float) -> float:
+    unit_interval("overlap", overlap)
+    if overlap >= 0.9:
+        raise ValueError(f"overlap must be below 0.9 (tiles would barely advance), got {overlap}")
+    return float(overlap)
+
+
 def check_tiling(tile: int, overlap: float) -> None:
     if isinstance(tile, bool) or not isinstance(tile, int) or not 32 <= tile <= 100_000:
         raise ValueError(f"tile must be an integer of at least 32 px (or 'auto'), got {tile!r}")
-    unit_interval("overlap", overlap)
-    if overlap >= 0.9:
-        raise ValueError(f"overlap must be below 0.9, got {overlap}")
+    check_overlap(overlap)
 
 
 def drop_cut_boxes(det: np.ndarray, tile: tuple[int, int, int, int], shape: tuple[int, int], overlap_px: float) -> np.ndarray:

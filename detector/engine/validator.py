@@ -143,7 +143,13 @@ def evaluate(
                 iou=iou, device=device, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
                 save_json=False, verbose=True)
     validator = SNNValidator(args=args)
-    validator(model=model)
+    own_names = dict(model.names)
+    if class_map:  # score (and report) under the dataset's names, checked equal above
+        model.names = {int(k): str(v) for k, v in dict(ds["names"]).items()}
+    try:
+        validator(model=model)
+    finally:
+        model.names = own_names
     box = validator.metrics.box
     names = validator.names
     per_class = []

@@ -1,0 +1,249 @@
+"""Detection I/O (``detector.io``) and sliced inference (``detector.engine.tiling``):
+
+* georeferencing read from a GeoTIFF the test writes itself: a known transform gives known map
+  corners for a known box, in the GeoJSON that ``--save-geojson`` writes (pixel corners for a plain
+  image); tie point + scale, pixel-is-point and the full transformation matrix;
+* the letterbox there and back; the tile grid covers the scene with the requested overlap;
+* a real SSDD image pasted at three places into a 4000 x 3000 SAR-like canvas: the ships found on
+  the image alone are found on the canvas at the right coordinates with tiles, and not without;
+  heatmaps and energy run on the tiles;
+* a video keeps its frame rate through the one frame loop.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+import torch
+from torch import nn
+
+import detector  # noqa: F401
+from detector.engine.predictor import detect, predict_image
+from detector.engine.tiling import predict_tiled
+from detector.io.geo import GeoReference, georeference_from_tags, read_georeference
+from detector.io.letterbox import Letterbox
+from detector.io.tiles import tile_grid, tile_starts
+from detector.io.writers import WRITERS, make_writers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FixedBox(nn.Module):
+    """A stand-in detector that always predicts one box (x1, y1, x2, y2 on the model input), score 0.9."""
+
+    def __init__(self, box):
+        super().__init__()
+        self.box = box
+        self.p = nn.Parameter(torch.zeros(1))  # for the device lookup
+        self.names = {0: "ship"}
+
+    def forward(self, x, **_):
+        x1, y1, x2, y2 = self.box
+        row = torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.9]).view(1, 5, 1)
+        return row.repeat(x.shape[0], 1, 1)
+
+
+def write_geotiff(path: Path, img: np.ndarray, extratags) -> Path:
+    tifffile.imwrite(str(path), img, extratags=extratags)
+    return path
+
+
+def geokeys(epsg: int, raster_type: int = 1) -> tuple:
+    # header (version 1, rev 1.0, 3 keys) + (GTModelType=1 projected) + (GTRasterType) + (ProjectedCSType)
+    return (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, raster_type, 3072, 0, 1, epsg)
+
+
+def scale_tie_tags(sx, sy, X, Y, epsg, raster_type=1):
+    return [(33550, "d", 3, (sx, sy, 0.0), False), (33922, "d", 6, (0.0, 0.0, 0.0, X, Y, 0.0), False),
+            (34735, "H", len(geokeys(epsg, raster_type)), geokeys(epsg, raster_type), False)]
+
+
+def test_geotiff_box_gives_known_map_corners_in_geojson(tmp_path):
+    """10 m pixels, top-left corner at (500000, 4500000) in EPSG:32633: the box (100, 50)-(200, 150)
+    (pixels) has corners X = 500000 + 10 x, Y = 4500000 - 10 y."""
+    src = tmp_path / "scenes"
+    src.mkdir()
+    img = np.full((320, 320, 3), 40, np.uint8)
+    write_geotiff(src / "scene.tif", img, scale_tie_tags(10.0, 10.0, 500000.0, 4500000.0, 32633))
+    cv2.imwrite(str(src / "plain.png"), img)
+    g = read_georeference(src / "scene.tif")
+    assert g == GeoReference(10.0, 0.0, 500000.0, 0.0, -10.0, 4500000.0, "EPSG:32633")
+    assert read_georeference(src / "plain.png") is None
+    out = tmp_path / "out"
+    detect(src, out=out, model=FixedBox((100.0, 50.0, 200.0, 150.0)), imgsz=320, outputs=("geojson",), verbose=False)
+    fc = json.loads((out / "detections.geojson").read_text())
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 2
+    by_src = {f["properties"]["source"]: f for f in fc["features"]}
+    geo, pix = by_src["scene.tif"], by_src["plain.png"]
+    ring = geo["geometry"]["coordinates"][0]
+    assert ring == [[501000.0, 4499500.0], [502000.0, 4499500.0], [502000.0, 4498500.0], [501000.0, 4498500.0],
+                    [501000.0, 4499500.0]]
+    assert geo["properties"]["crs"] == "EPSG:32633" and geo["properties"]["coordinates"] == "map"
+    assert geo["properties"]["class"] == "ship" and geo["properties"]["score"] == pytest.approx(0.9)
+    assert pix["properties"]["coordinates"] == "pixel" and pix["properties"]["crs"] is None
+    assert pix["geometry"]["coordinates"][0] == [[100.0, 50.0], [200.0, 50.0], [200.0, 150.0], [100.0, 150.0],
+                                                 [100.0, 50.0]]
+    assert "crs" not in fc  # mixed map / pixel features: no collection-wide CRS
+    assert not (out / "detections.geojsonl").exists()
+
+
+def test_geojson_collection_crs_and_cli(tmp_path):
+    src = tmp_path / "s"
+    src.mkdir()
+    img = np.full((320, 320), 40, np.uint8)
+    write_geotiff(src / "a.tif", img, scale_tie_tags(0.5, 0.5, 1000.0, 2000.0, 3857))
+    out = tmp_path / "o"
+    detect(src, out=out, model=FixedBox((10.0, 20.0, 30.0, 60.0)), imgsz=320, outputs=("image", "geojson"), verbose=False)
+    fc = json.loads((out / "detections.geojson").read_text())
+    assert fc["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::3857"
+    assert fc["features"][0]["geometry"]["coordinates"][0][0] == [1005.0, 1990.0]
+    assert (out / "a.jpg").is_file()
+
+
+def test_georeference_variants():
+    # pixel-is-point: the tie point is a pixel centre, so the corner moves half a pixel up-left
+    tags = {t[0]: t[3] for t in scale_tie_tags(2.0, 2.0, 100.0, 200.0, 32633, raster_type=2)}
+    g = georeference_from_tags(tags)
+    assert g.to_map(0, 0) == (99.0, 201.0) and g.to_map(0.5, 0.5) == (100.0, 200.0)
+    # a full (rotated) transformation matrix
+    m = (0.0, 1.0, 0.0, 10.0, -1.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    g = georeference_from_tags({34264: m, 34735: geokeys(4326)})
+    assert g.to_map(3, 4) == (14.0, 17.0) and g.crs == "EPSG:4326"
+    # user-defined CRS: placed, CRS unknown; no transform: not georeferenced
+    assert georeference_from_tags({t[0]: t[3] for t in scale_tie_tags(1, 1, 0, 0, 32767)}).crs is None
+    assert georeference_from_tags({34735: geokeys(4326)}) is None
+
+
+def test_writer_registry():
+    assert set(WRITERS) == {"image", "txt", "json", "geojson"}
+    with pytest.raises(ValueError, match="unknown output"):
+        make_writers(["image", "shapefile"], None, {})
+
+
+def test_letterbox_there_and_back():
+    lb = Letterbox.fit((300, 500), 320)  # width-limited: resized to 320 x 192, 64 px bands top and bottom
+    assert lb.unpad_shape == (192, 320) and (lb.top, lb.left) == (64, 0)
+    x = lb.apply(np.zeros((300, 500, 3), np.uint8))
+    assert x.shape == (1, 3, 320, 320)
+    xi, yi = lb.to_input(np.array([0.0, 500.0]), np.array([0.0, 300.0]))
+    assert xi.tolist() == [0.0, 320.0] and yi.tolist() == [64.0, 256.0]
+    boxes = torch.tensor([[32.0, 96.0, 160.0, 224.0]])  # on the input
+    back = lb.boxes_to_image(boxes.clone())
+    assert torch.allclose(back, torch.tensor([[50.0, 50.0, 250.0, 250.0]]), atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        Letterbox.fit((300, 500), 300)
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(4000, 512, 0.2), (3000, 448, 0.5), (500, 512, 0.2), (1000, 1000, 0.0)])
+def test_tile_grid_covers_with_overlap(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    t = min(tile, length)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s:s + t] = True
+        assert 0 <= s and s + t <= length
+    assert covered.all() and starts[-1] + t == length
+    for a, b in zip(starts, starts[1:]):
+        assert a + t - b >= int(tile * overlap) - 1  # neighbours overlap by at least the requested amount
+    assert len(tile_grid((length, length), tile, overlap)) == len(starts) ** 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Sliced inference on a real SSDD image pasted into a large canvas
+# ------------------------------------------------------------------------------------------------
+
+PLACES = [(300, 200), (2100, 1400), (3400, 2500)]  # top-left corners of the pasted copies (x, y)
+
+
+def iou(a, b) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="module")
+def canvas_case(ssdd_root):
+    """(shipped model, the SSDD image, its detections alone, a 4000 x 3000 canvas with three copies)."""
+    from detector.weights import load_model
+
+    model = load_model()
+    img = cv2.imread(str(ssdd_root / "JPEGImages" / "000061.jpg"))  # a test-split scene with four ships
+    alone = predict_image(model, img, 320, 0.25).numpy()
+    rng = np.random.default_rng(0)
+    sea = np.clip(rng.gamma(4.0, float(np.median(img)) / 4.0, (3000, 4000)), 0, 255).astype(np.uint8)  # speckle
+    canvas = np.repeat(sea[..., None], 3, 2)
+    h, w = img.shape[:2]
+    for x, y in PLACES:
+        canvas[y:y + h, x:x + w] = img
+    return model, img, alone, canvas
+
+
+def found_on(det: np.ndarray, alone: np.ndarray) -> int:
+    return sum(any(iou([b[0] + x, b[1] + y, b[2] + x, b[3] + y], c) >= 0.5 for c in det) for x, y in PLACES for b in alone)
+
+
+def test_tiles_find_on_the_canvas_what_the_crop_shows(canvas_case):
+    model, img, alone, canvas = canvas_case
+    assert len(alone) >= 3, "the shipped weights should find the ships of this scene; the check would be vacuous"
+    tiled = predict_tiled(model, canvas, 320, tile=512, overlap=0.25, conf=0.25)
+    assert found_on(tiled, alone) == 3 * len(alone)  # every ship, in every copy, at the right place
+    assert len(tiled) <= 3 * len(alone) + 6  # merged across tile borders: no pile of duplicates
+    whole = predict_image(model, canvas, 320, 0.25).numpy()
+    assert found_on(whole, alone) <= len(alone) // 2  # shrunk whole, the ships vanish
+
+
+def test_detect_tile_auto_on_a_large_scene(canvas_case, tmp_path):
+    model, img, alone, canvas = canvas_case
+    cv2.imwrite(str(tmp_path / "scene.png"), canvas)
+    s = detect(tmp_path / "scene.png", out=tmp_path / "o", model=model, tile=512, overlap=0.25, conf=0.25,
+               outputs=("json",), verbose=False)
+    assert s.per_image[0]["tile"] == 512 and found_on(
+        np.array([[*p["bbox"][:2], p["bbox"][0] + p["bbox"][2], p["bbox"][1] + p["bbox"][3], p["score"], 0]
+                  for p in s.predictions]), alone) >= 3 * len(alone) - 1
+    from detector.engine.predictor import resolve_tile
+
+    assert resolve_tile("auto", model, 320, canvas.shape) == 320  # no recorded training size: the input size
+    model.train_image_size = 500
+    try:
+        assert resolve_tile("auto", model, 320, canvas.shape) == 500
+        assert resolve_tile("auto", model, 320, (600, 800)) is None  # not much larger than the training images
+    finally:
+        model.train_image_size = None
+
+
+def test_heatmaps_and_energy_on_tiles(canvas_case, tmp_path):
+    from detector.analysis.energy import measure_energy
+    from detector.analysis.heatmap import heatmaps
+    from detector.io.batches import image_batches
+
+    model, img, alone, canvas = canvas_case
+    crop = canvas[1300:2100, 2000:3100]  # 800 x 1100 around the second copy
+    cv2.imwrite(str(tmp_path / "part.png"), crop)
+    s = heatmaps(tmp_path / "part.png", model=model, out=tmp_path / "hm", tile=512, overlap=0.25, verbose=False)
+    n_tiles = len(tile_grid(crop.shape[:2], 512, 0.25))
+    assert len(s.panels) == n_tiles and all(p.is_file() for p in s.panels)
+    rep = measure_energy(model, image_batches([tmp_path / "part.png"], 320, 2, tile=512, overlap=0.25))
+    assert rep.images == n_tiles and rep.energy_mj > 0
+
+
+def test_video_keeps_its_frame_rate(tmp_path):
+    vid = tmp_path / "v" / "clip.mp4"
+    vid.parent.mkdir()
+    w = cv2.VideoWriter(str(vid), cv2.VideoWriter_fourcc(*"mp4v"), 7.0, (64, 64))
+    for i in range(6):
+        w.write(np.full((64, 64, 3), 30 * i, np.uint8))
+    w.release()
+    out = tmp_path / "o"
+    s = detect(vid.parent, out=out, model=FixedBox((8.0, 8.0, 40.0, 40.0)), imgsz=64, outputs=("image", "txt", "json"),
+               vid_stride=2, verbose=False)
+    assert s.frames == 3 and s.images == 0
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(3.5, abs=0.01) and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
+    assert sorted(p.name for p in (out / "labels").glob("*.txt")) == ["clip_0.txt", "clip_2.txt", "clip_4.txt"]
+    assert sorted({p["frame"] for p in json.loads((out / "predictions.json").read_text())}) == [0, 2, 4]
