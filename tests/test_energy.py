@@ -517,3 +517,84 @@ def test_tool_missing_weights_is_a_clear_error(tmp_path, monkeypatch):
     main = load_tool(monkeypatch).main
     with pytest.raises(SystemExit, match="weights file not found"):
         main(["--weights", str(tmp_path / "nope.pt"), "--source", str(tmp_path)])
+
+
+# ------------------------------------------------------------------------------------------------
+# Integer spikes and modules the meter cannot count
+# ------------------------------------------------------------------------------------------------
+
+
+class Counts(nn.Module):
+    """Stands in for a neuron: returns a given count map, ignoring its input."""
+
+    def __init__(self, counts):
+        super().__init__()
+        self.counts = counts
+
+    def forward(self, x):
+        return self.counts
+
+
+def test_integer_spike_sops_by_hand():
+    """One channel, 4 x 4, D = 4: a count of 3 in the interior at (1, 1) and 2 in the corner (0, 0).
+    A 3x3 conv (padding 1, 2 output channels) reads (1, 1) from 9 output positions and (0, 0) from 4:
+    SOPs = 3 x 9 x 2 + 2 x 4 x 2 = 54 + 16 = 70, the binary events of the expanded form times their
+    fan-out. Firing rate = 5 events / (16 values x D 4)."""
+    from detector.nn.neurons import make_neuron
+    from detector.nn.synapse import SynapticConv2d
+
+    counts = torch.zeros(1, 1, 4, 4)
+    counts[0, 0, 1, 1], counts[0, 0, 0, 0] = 3, 2
+    net = nn.Sequential(Counts(counts), SynapticConv2d(1, 2, 3, padding=1, bias=False))
+    net.levels_from = make_neuron("ilif", max_spikes=4)  # the model's D (its neurons' levels): 4
+    r = measure(net, torch.zeros(1, 1, 4, 4), T=1)
+    conv = row(r, "1")
+    assert conv.input_spikes and conv.sops == 70 and conv.firing_rate == 5 / (16 * 4)
+    assert r.levels == 4 and r.to_dict()["binary_slots"] == 4
+    assert r.energy_mj == pytest.approx(70 * 0.9e-9)
+    # the same counts under a binary model are not spikes: priced as real-valued MACs
+    r1 = measure(nn.Sequential(Counts(counts), SynapticConv2d(1, 2, 3, padding=1, bias=False)), torch.zeros(1, 1, 4, 4))
+    assert not row(r1, "1").input_spikes
+
+
+def test_integer_spike_detector_report_states_D_and_T():
+    from detector.models import SNNViTYOLO, load_config
+    from detector.models.calibration import recalibrate_bn
+    from _tiny import TINY
+
+    torch.manual_seed(0)
+    model = SNNViTYOLO(load_config(TINY, timesteps=2, neuron={"name": "ilif", "max_spikes": 2}), verbose=False)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    recalibrate_bn(model, [x])
+    r = measure(model.eval(), x, T=2)
+    d = r.to_dict()
+    assert d["levels"] == 2 and d["timesteps"] == 2 and d["binary_slots"] == 4
+    spiking = [l for l in r.layers if l.kind == "synaptic" and l.input_spikes]
+    # real-valued inputs: the encoding conv and the head's fixed DFL projection (softmax of box logits)
+    assert [l.name for l in r.layers if l.kind == "synaptic" and not l.input_spikes] == ["model.0.stem.0", "model.2.dfl.conv"]
+    assert len(spiking) > 20 and all(0 <= l.firing_rate <= 1 for l in spiking) and d["sops"] > 0
+
+
+def test_meter_refuses_what_it_cannot_count():
+    from detector.analysis.energy import UncountableModuleError
+    from detector.nn.attention import SSSA
+
+    class NewAttention(SSSA):  # a variant that forgot to declare its own operations
+        op_counts = SSSA.__mro__[1].op_counts
+
+    m = NewAttention(8, 2, 2, NEURON)
+    with pytest.raises(UncountableModuleError, match="does not declare"):
+        EnergyMeter(m, 2)
+
+    class Scaled(nn.Module):  # computes with a parameter the meter cannot see
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            return x * self.w
+
+    with pytest.raises(UncountableModuleError, match="Scaled"):
+        EnergyMeter(nn.Sequential(nn.Conv2d(3, 3, 1), Scaled()), 1)
+    with pytest.raises(UncountableModuleError, match="Conv1d"):
+        EnergyMeter(nn.Sequential(nn.Conv1d(3, 3, 1)), 1)

@@ -162,3 +162,20 @@ def test_saccadic_neuron_still_mixes_over_timesteps():
         p = p.expand(2, 1, m.v_threshold.numel(), 1).contiguous()
         out = m(p)
     assert out[0].sum() == 0 and out[1].all()  # 0.1 < 0.15 at t=0; 0.1 + 0.1 > 0.15 at t=1
+
+
+def test_heatmaps_work_with_integer_spikes(tmp_path):
+    import numpy as np
+
+    from detector.analysis.heatmap import heatmap_image, render_panel
+
+    x = image(B=2, H=128, W=128)
+    model = live(ilif_model(2, 2), x)
+    img = (np.random.default_rng(0).random((128, 128, 3)) * 255).astype(np.uint8)
+    res = heatmap_image(model, img, imgsz=128, conf=0.0)
+    assert len(res.blocks) == 2  # every SSSA block of the tiny config: one at P4, one at P5
+    for b in res.blocks:
+        assert b.timesteps == 2 and 0 <= b.salience_tokens.min() and b.salience_tokens.max() <= 1
+        assert set(np.unique(b.mask_tokens)) <= {0.0, 1.0}
+    assert any(b.salience_tokens.max() > 0 for b in res.blocks)  # counts reach the salience
+    assert render_panel(res, tmp_path / "p.png").is_file()
