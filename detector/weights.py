@@ -172,10 +172,17 @@ def default_imgsz(model, fallback: int = 640) -> int:
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", use_ema: bool = True):
-    """Load an SNN-ViT-YOLO model in eval mode. ``path`` defaults to the shipped weights."""
+    """Load an SNN-ViT-YOLO model in eval mode. ``path`` defaults to the shipped weights; an ``.onnx``
+    file (``detector.export``) gives an ``OnnxDetector`` run by ONNX Runtime on the CPU."""
     path = Path(path) if path else DEFAULT_WEIGHTS
     if not path.exists() and path == DEFAULT_WEIGHTS:
         raise FileNotFoundError(f"default weights not found: {path} (pass --weights PATH)")
+    if path.suffix.lower() == ".onnx":
+        if str(device) != "cpu":
+            raise ValueError("ONNX models run on the CPU (ONNX Runtime); use --device cpu")
+        from .export import OnnxDetector
+
+        return OnnxDetector(path).eval()
     model = build_from_checkpoint(load_checkpoint(path), use_ema=use_ema, source=path)
     return model.to(device).eval()
 

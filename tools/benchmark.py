@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""CPU speed benchmark of SNN-ViT-YOLO variants and YOLOv8n in the same run.
+"""CPU speed benchmarks, each beside YOLOv8n in the same run.
 
-    python tools/benchmark.py --json bench.json
-    python tools/benchmark.py --variants n --sizes 512 --batches 1 --timesteps 2
+    python tools/benchmark.py --json deploy.json                 # the shipped model: PyTorch, ONNX Runtime; training step
+    python tools/benchmark.py --compile --json deploy.json       # ... and torch.compile (slow to compile, reported)
+    python tools/benchmark.py --variants n s m --sizes 512 640 --batches 1 8 --json sweep.json   # untrained variants
+
+The first form prints the ratios to YOLOv8n that the project targets (inference <= 2.0x, a training
+step <= 2.5x) and the fraction of the machine's measured matmul peak.
 """
 
 import argparse
@@ -11,22 +15,44 @@ import json
 import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
-from detector.analysis.benchmark import markdown, run
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", nargs="+", default=["n", "s", "m"])
-    ap.add_argument("--sizes", nargs="+", type=int, default=[512, 640])
-    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    ap.add_argument("--timesteps", type=int, default=None, help="T (default: each config's)")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--no-baseline", action="store_true", help="skip YOLOv8n")
+    ap.add_argument("--weights", default=None, help="deployment mode: checkpoint (default: the shipped weights)")
+    ap.add_argument("--imgsz", type=int, default=None, help="deployment mode: image size (default: the weights')")
+    ap.add_argument("--batch", type=int, default=1, help="deployment mode: inference batch")
+    ap.add_argument("--train-batch", type=int, default=8, help="deployment mode: training-step batch")
+    ap.add_argument("--compile", action="store_true", help="deployment mode: also time torch.compile (slow to compile)")
+    ap.add_argument("--no-onnx", action="store_true", help="deployment mode: skip ONNX Runtime")
+    ap.add_argument("--variants", nargs="+", default=None, help="sweep mode: untrained variants (n s m)")
+    ap.add_argument("--sizes", nargs="+", type=int, default=[512, 640], help="sweep mode: image sizes")
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="sweep mode: batches")
+    ap.add_argument("--timesteps", type=int, default=None, help="sweep mode: T (default: each config's)")
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--no-baseline", action="store_true", help="sweep mode: skip YOLOv8n")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    rep = run(a.variants, a.sizes, a.batches, a.timesteps, a.warmup, a.repeats, not a.no_baseline)
-    print(markdown(rep))
+    from detector import checks
+
+    checks.output_file(a.json, "--json")
+    if a.variants:
+        from detector.analysis.benchmark import markdown, run
+
+        rep = run(a.variants, a.sizes, a.batches, a.timesteps, 1 if a.warmup is None else a.warmup,
+                  3 if a.repeats is None else a.repeats, not a.no_baseline)
+        print(markdown(rep))
+    else:
+        from detector.analysis.deploy_bench import deployment_markdown, deployment_report
+
+        if not a.no_onnx:
+            from detector.export import require_onnx
+
+            require_onnx()
+        rep = deployment_report(a.weights, a.imgsz, a.batch, a.train_batch, a.compile, not a.no_onnx,
+                                2 if a.warmup is None else a.warmup, 10 if a.repeats is None else a.repeats)
+        print(deployment_markdown(rep))
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
             json.dump(rep, f, indent=2)

@@ -227,8 +227,7 @@ def _c_backward(p, h: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
 def _torch_forward(p, x: torch.Tensor, v0: torch.Tensor | None, keep_h: bool):
     T = x.shape[0]
     v = torch.zeros_like(x[0]) if v0 is None else v0.to(x.dtype)
-    s = torch.empty_like(x, memory_format=torch.contiguous_format)
-    h_all = torch.empty_like(s) if keep_h else None
+    spikes, charged = [], []  # stacked at the end: plain operations an exporter can trace
     for t in range(T):
         xt = x[t]
         if isinstance(p, ILIFParams):
@@ -240,10 +239,10 @@ def _torch_forward(p, x: torch.Tensor, v0: torch.Tensor | None, keep_h: bool):
             h = v + (xt - (v - reset)) / p.tau if p.kind == "lif" else v + xt
             spike = (h >= p.v_threshold).to(x.dtype)
             v = h - spike * p.v_threshold if p.v_reset is None else spike * p.v_reset + (1 - spike) * h
-        s[t] = spike
+        spikes.append(spike)
         if keep_h:
-            h_all[t] = h
-    return s, (None if h_all is None else h_all.reshape(T, -1)), v
+            charged.append(h)
+    return torch.stack(spikes), (torch.stack(charged).reshape(T, -1) if keep_h else None), v
 
 
 def _torch_backward(p, h: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
@@ -277,8 +276,18 @@ def _torch_backward(p, h: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+_FORCE_TORCH = False
+
+
+def force_torch(on: bool) -> None:
+    """Use the PyTorch path even where the C library is available (e.g. while tracing for ONNX export,
+    to which a C call is invisible). Same results: both follow the reference operation for operation."""
+    global _FORCE_TORCH
+    _FORCE_TORCH = bool(on)
+
+
 def _use_c(x: torch.Tensor) -> bool:
-    return x.dtype == torch.float32 and x.device.type == "cpu" and library() is not None
+    return not _FORCE_TORCH and x.dtype == torch.float32 and x.device.type == "cpu" and library() is not None
 
 
 def _forward(p, x, v0, keep_h):

@@ -1,0 +1,174 @@
+"""ONNX export: the spiking detector as a graph that ONNX Runtime runs, without PyTorch.
+
+The exported graph is the integer (fast CPU) form of the model at a fixed input size:
+
+* time unrolled: the T timesteps are T copies of the per-step operations, and the neuron state is
+  plain tensors flowing from one step to the next (charge, fire, reset as element-wise operations:
+  ``Mul``, ``Add``, ``Div``, ``Clip``, ``Round``, ``Where``); the saccadic neuron's ``M_w`` mixing is
+  unrolled the same way;
+* output: Ultralytics' decoded predictions ``(B, 4 + nc, anchors)`` (boxes xywh in input pixels, class
+  probabilities), which the project's NMS and letterbox inverse turn into detections exactly as for
+  the PyTorch model (``OnnxDetector``);
+* metadata: class names, input size, T, D and the source checkpoint's sha256.
+
+What it cannot express, refused with a message naming the module: neurons of the SpikingJelly
+reference backend (a custom PyTorch operator; the fused backend's PyTorch path is exported instead),
+streaming mode (state kept between calls), and any other operator the exporter fails on (its first
+line is reported).
+
+``onnx`` and ``onnxruntime`` are an optional extra: ``pip install -e ".[onnx]"``.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checks
+from .nn import kernels
+from .nn.neurons import FusedNeuron, SJNeuron, StatefulMixin
+
+ONNX_FORMAT = "snnvit-yolo-onnx"
+OPSET = 17
+
+
+def require_onnx():
+    """onnx and onnxruntime, or a one-line error saying how to install them."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"ONNX support needs the optional extra: pip install -e \".[onnx]\" ({e.name} is missing)") from e
+
+
+def check_exportable(model: nn.Module) -> None:
+    """Refuse (ValueError naming the module) what the ONNX graph cannot express."""
+    for name, m in model.named_modules():
+        if isinstance(m, SJNeuron):
+            raise ValueError(f"cannot export {name}: a SpikingJelly reference-backend neuron (custom operator); "
+                             "rebuild the model with the fused neuron backend (the default)")
+        if isinstance(m, StatefulMixin) and getattr(m, "streaming", False):
+            raise ValueError(f"cannot export {name}: it is in streaming mode (state kept between calls)")
+
+
+@contextmanager
+def traceable(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the fused neurons through their PyTorch path (the C library is invisible to the exporter)
+    and make the detect head return decoded predictions only."""
+    head = model.model[-1]
+    saved_export = head.export
+    kernels.force_torch(True)
+    head.export = True
+    try:
+        yield model
+    finally:
+        kernels.force_torch(False)
+        head.export = saved_export
+
+
+def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None = None, batch: int = 1,
+                overwrite: bool = False, model: nn.Module | None = None) -> Path:
+    """Export weights (default: the shipped ones) or a loaded ``model`` to ``out`` (an ``.onnx`` file),
+    at ``imgsz`` (default: the training size), with a dynamic batch axis (``batch`` is the example)."""
+    from .weights import default_imgsz, load_model, sha256
+
+    require_onnx()
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"the output must be an .onnx file, got {out}")
+    checks.output_file(out, "output")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} exists; pass --overwrite to replace it")
+    if weights is not None and Path(weights).resolve() == out.resolve():
+        raise ValueError("refusing to write the export over its source")
+    checks.positive_int("batch", batch, 256)
+    src_sha = sha256(weights) if weights else None
+    model = model if model is not None else load_model(weights)
+    model = model.float().eval().cpu()
+    imgsz = checks.imgsz(imgsz or default_imgsz(model))
+    check_exportable(model)
+    x = torch.zeros(batch, 3, imgsz, imgsz)
+    meta = {"format": ONNX_FORMAT, "names": json.dumps({int(k): v for k, v in model.names.items()}),
+            "imgsz": str(imgsz), "timesteps": str(int(model.timesteps)), "levels": str(_levels(model)),
+            "source_sha256": src_sha or "", "train_image_size": str(getattr(model, "train_image_size", None) or "")}
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import warnings
+
+        with traceable(model), torch.no_grad(), warnings.catch_warnings():
+            # shape checks become constants in a fixed-size graph: exactly what the export intends
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(model, (x,), str(tmp), input_names=["images"], output_names=["predictions"],
+                              dynamic_axes={"images": {0: "batch"}, "predictions": {0: "batch"}}, opset_version=OPSET,
+                              dynamo=False, do_constant_folding=True)
+        import onnx
+
+        proto = onnx.load(str(tmp))
+        for k, v in meta.items():
+            p = proto.metadata_props.add()
+            p.key, p.value = k, v
+        onnx.save(proto, str(tmp))
+        tmp.replace(out)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the exporter's own failure, reported in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"ONNX export failed: {first[:300]}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _levels(model: nn.Module) -> int:
+    from .nn.synapse import model_levels
+
+    return model_levels(model)
+
+
+class OnnxDetector(nn.Module):
+    """An exported model behind the interface ``detect()`` / ``predict_image`` use: called on a letterboxed
+    batch it returns decoded predictions as a torch tensor; ``names``, ``train_imgsz`` (the fixed input
+    size) and ``timesteps`` come from the file's metadata."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        super().__init__()
+        require_onnx()
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX file not found: {path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - a corrupt or foreign file
+            raise ValueError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}") from e
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("format") != ONNX_FORMAT:
+            raise ValueError(f"{path} is not an SNN-ViT-YOLO ONNX export (format tag missing)")
+        try:
+            self.names = {int(k): str(v) for k, v in json.loads(meta["names"]).items()}
+            self.train_imgsz = int(meta["imgsz"])
+            self.timesteps = int(meta["timesteps"])
+            self.levels = int(meta.get("levels", 1))
+            tis = meta.get("train_image_size") or ""
+            self.train_image_size = int(tis) if tis.isdigit() else None
+        except (KeyError, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: unreadable metadata ({e})") from e
+        self.path = path
+        self._device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # predict_image asks for a device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != (self.train_imgsz, self.train_imgsz):
+            raise ValueError(f"this ONNX model takes {self.train_imgsz} x {self.train_imgsz} inputs, got "
+                             f"{tuple(x.shape[-2:])}; run with --imgsz {self.train_imgsz}")
+        y = self.session.run(None, {"images": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})[0]
+        return torch.from_numpy(y)
