@@ -26,25 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
 from . import checks
 from .nn import kernels
-from .nn.neurons import FusedNeuron, SJNeuron, StatefulMixin
+from .nn.neurons import SJNeuron, StatefulMixin
+from .onnx_model import ONNX_FORMAT, OnnxDetector, require_onnx  # noqa: F401  (OnnxDetector: re-exported)
 
-ONNX_FORMAT = "snnvit-yolo-onnx"
 OPSET = 17
-
-
-def require_onnx():
-    """onnx and onnxruntime, or a one-line error saying how to install them."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        raise ValueError(f"ONNX support needs the optional extra: pip install -e \".[onnx]\" ({e.name} is missing)") from e
 
 
 def check_exportable(model: nn.Module) -> None:
@@ -130,45 +120,3 @@ def _levels(model: nn.Module) -> int:
     from .nn.synapse import model_levels
 
     return model_levels(model)
-
-
-class OnnxDetector(nn.Module):
-    """An exported model behind the interface ``detect()`` / ``predict_image`` use: called on a letterboxed
-    batch it returns decoded predictions as a torch tensor; ``names``, ``train_imgsz`` (the fixed input
-    size) and ``timesteps`` come from the file's metadata."""
-
-    def __init__(self, path: str | Path, threads: int | None = None):
-        super().__init__()
-        require_onnx()
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX file not found: {path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - a corrupt or foreign file
-            raise ValueError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:200]}") from e
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get("format") != ONNX_FORMAT:
-            raise ValueError(f"{path} is not an SNN-ViT-YOLO ONNX export (format tag missing)")
-        try:
-            self.names = {int(k): str(v) for k, v in json.loads(meta["names"]).items()}
-            self.train_imgsz = int(meta["imgsz"])
-            self.timesteps = int(meta["timesteps"])
-            self.levels = int(meta.get("levels", 1))
-            tis = meta.get("train_image_size") or ""
-            self.train_image_size = int(tis) if tis.isdigit() else None
-        except (KeyError, ValueError, TypeError) as e:
-            raise ValueError(f"{path}: unreadable metadata ({e})") from e
-        self.path = path
-        self._device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # predict_image asks for a device
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) != (self.train_imgsz, self.train_imgsz):
-            raise ValueError(f"this ONNX model takes {self.train_imgsz} x {self.train_imgsz} inputs, got "
-                             f"{tuple(x.shape[-2:])}; run with --imgsz {self.train_imgsz}")
-        y = self.session.run(None, {"images": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})[0]
-        return torch.from_numpy(y)

@@ -180,7 +180,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     if path.suffix.lower() == ".onnx":
         if str(device) != "cpu":
             raise ValueError("ONNX models run on the CPU (ONNX Runtime); use --device cpu")
-        from .export import OnnxDetector
+        from .onnx_model import OnnxDetector
 
         return OnnxDetector(path).eval()
     model = build_from_checkpoint(load_checkpoint(path), use_ema=use_ema, source=path)

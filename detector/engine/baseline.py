@@ -22,7 +22,7 @@ from typing import Any
 
 from ultralytics.utils import RANK
 
-from ..data.dataset_yaml import load_dataset
+from ..io.dataset_yaml import load_dataset
 from ..weights import ANN_ARCHS, build_ann, load_ann_checkpoint, save_ann_checkpoint
 from .safe_trainer import SafeTrainer
 

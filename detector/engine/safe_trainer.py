@@ -8,7 +8,7 @@ spiking detector (``detector.engine.trainer.SNNTrainer``) and the ANN baseline /
   ``weights_only=True``; a subclass says how (``read_checkpoint``, ``write_checkpoint``,
   ``model_from_checkpoint``);
 * the dataset YAML is checked before Ultralytics reads it: a local file, nothing downloaded or run
-  (``detector.data.dataset_yaml``);
+  (``detector.io.dataset_yaml``);
 * ``--resume X`` trusts nothing the checkpoint names: validated arguments, X's own run folder, and
   only training checkpoints (``detector.engine.resume``); a resumed run may raise ``epochs``;
 * a non-finite loss or gradient stops training with a clear error before any weight is corrupted.
@@ -28,7 +28,7 @@ from ultralytics.utils import LOGGER, RANK
 from ultralytics.utils.files import get_latest_run
 from ultralytics.utils.torch_utils import ModelEMA, unwrap_model
 
-from ..data.dataset_yaml import check_dataset_yaml
+from ..io.dataset_yaml import check_dataset_yaml
 from .resume import require_training_checkpoint, run_dir_of, sanitize_train_args
 
 # Ultralytics' ``args`` that may change when resuming (the rest comes from the checkpoint).

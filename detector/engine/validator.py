@@ -123,7 +123,7 @@ def evaluate(
     name}) renames model classes explicitly. Anything else is an error, never a silent re-labelling.
     """
     from .. import checks
-    from ..data.dataset_yaml import load_dataset
+    from ..io.dataset_yaml import load_dataset
     from ..weights import default_imgsz, load_model
 
     if split not in {"train", "val", "test"}:

@@ -28,7 +28,7 @@ def find_images(source: str | Path) -> list[Path]:
 def dataset_images(data: str | Path, split: str = "val") -> list[Path]:
     """The ``split`` images of a dataset YAML (a local file, checked: nothing downloaded or run),
     resolved the way Ultralytics resolves them (folders searched recursively, ``.txt`` lists)."""
-    from ..data.dataset_yaml import load_dataset
+    from .dataset_yaml import load_dataset
 
     info = load_dataset(data, split)
     entries = info.get(split)

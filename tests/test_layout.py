@@ -1,0 +1,77 @@
+"""The package's layering, checked from the source: every import points down (or sideways within a
+layer), no module grows past ~450 lines, and library code never sees argparse.
+
+Layers, bottom to top (docs/design.md, "Layout"):
+
+    settings, checks   process settings and argument checks
+    nn                 spiking layers (neurons and their kernels, synapses, attention, blocks)
+    models             the assembled detector and its configs
+    weights            checkpoints; onnx_model (running an exported model)
+    io                 images, dataset YAMLs, letterbox, frames, tiles, writers
+    data               dataset converters and dataset YAMLs
+    engine             training, distillation, validation, prediction (Ultralytics)
+    analysis, export   energy, heatmaps, benchmarks; ONNX
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "detector"
+LAYERS = {"settings": 0, "checks": 0, "nn": 1, "models": 2, "weights": 3, "onnx_model": 3, "io": 4, "data": 5, "engine": 6,
+          "analysis": 7, "export": 7, "demo": 7, "__init__": 8}
+MAX_LINES = 450
+
+
+def unit(module: str) -> str:
+    """'detector.nn.kernels' -> 'nn'; 'detector' -> '__init__'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def imports(path: Path) -> list[tuple[str, int]]:
+    """(imported detector module, line) for every import of the package's own modules in ``path``."""
+    mod = ".".join(path.relative_to(PKG.parent).with_suffix("").parts)
+    pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            else:
+                names = [node.module] if node.module and node.module.startswith("detector") else []
+            out += [(n, node.lineno) for n in names]
+        elif isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names if a.name.startswith("detector")]
+    return out
+
+
+def test_every_import_points_down():
+    upward = []
+    for path in sorted(PKG.rglob("*.py")):
+        src = unit(".".join(path.relative_to(PKG.parent).with_suffix("").parts))
+        for target, line in imports(path):
+            dst = unit(target)
+            if dst != src and LAYERS[dst] > LAYERS[src]:
+                upward.append(f"{path.relative_to(PKG.parent)}:{line} ({src}) imports {target} ({dst})")
+    assert upward == []
+
+
+def test_no_module_over_the_size_limit():
+    big = {str(p.relative_to(PKG.parent)): n for p in PKG.rglob("*.py")
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert big == {}
+
+
+def test_library_never_sees_argparse():
+    users = [str(p.relative_to(PKG.parent)) for p in PKG.rglob("*.py") if "argparse" in p.read_text(encoding="utf-8")]
+    assert users == []
+
+
+def test_every_layer_is_known():
+    units = {unit(".".join(p.relative_to(PKG.parent).with_suffix("").parts)) for p in PKG.rglob("*.py")}
+    assert units <= set(LAYERS), units - set(LAYERS)
