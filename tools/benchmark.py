@@ -4,6 +4,7 @@
     python tools/benchmark.py --json deploy.json                 # the shipped model: PyTorch, ONNX Runtime; training step
     python tools/benchmark.py --compile --json deploy.json       # ... and torch.compile (slow to compile, reported)
     python tools/benchmark.py --variants n s m --sizes 512 640 --batches 1 8 --json sweep.json   # untrained variants
+    python tools/benchmark.py --neurons --compile --json neurons.json   # neuron implementations on one layer
 
 The first form prints the ratios to YOLOv8n that the project targets (inference <= 2.0x, a training
 step <= 2.5x) and the fraction of the machine's measured matmul peak.
@@ -32,12 +33,18 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--no-baseline", action="store_true", help="sweep mode: skip YOLOv8n")
+    ap.add_argument("--neurons", action="store_true", help="time the neuron implementations (SpikingJelly, fused C, "
+                    "PyTorch path, compiled) on one layer")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     from detector import checks
 
     checks.output_file(a.json, "--json")
-    if a.variants:
+    if a.neurons:
+        from detector.analysis.neuron_bench import neuron_report
+
+        rep = neuron_report(repeats=10 if a.repeats is None else a.repeats, compile=a.compile)
+    elif a.variants:
         from detector.analysis.benchmark import markdown, run
 
         rep = run(a.variants, a.sizes, a.batches, a.timesteps, 1 if a.warmup is None else a.warmup,

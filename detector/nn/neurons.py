@@ -105,7 +105,7 @@ class FusedNeuron(SpikingNeuron):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v0 = self._v if self.streaming else None
-        spikes, v = kernels.run(self.params, x, v0)
+        spikes, v = kernels.run(self.params, x, v0, keep_state=self.streaming)
         if self.streaming:
             self._v = v
         return spikes

@@ -38,6 +38,9 @@ import torch
 
 SOURCE = Path(__file__).with_name("neuron.c")
 CFLAGS = ["-O3", "-shared", "-fPIC", "-pthread", "-ffp-contract=off", "-fno-fast-math", "-std=c99"]
+# The machine's own vector units (AVX2 here: twice SSE's width). -ffp-contract=off above keeps fused
+# multiply-adds out, so the arithmetic (and the bit-identity with the reference) does not change.
+NATIVE = ["-march=native"]
 
 
 @dataclass(frozen=True)
@@ -135,12 +138,29 @@ def _compile(out: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".neuron.", suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        r = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
+        for flags in (CFLAGS + NATIVE, CFLAGS):  # without -march=native where the compiler lacks it
+            r = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
+            if r.returncode == 0:
+                break
+        else:
             raise RuntimeError(f"{cc} failed: {(r.stderr or r.stdout).strip()[:300]}")
         os.replace(tmp, out)  # atomic: a concurrent process sees the old file or the whole new one
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _machine_tag() -> str:
+    """What a -march=native build depends on: the CPU's instruction-set flags (a cache shared by
+    machines with different CPUs must not hand one machine the other's library)."""
+    import platform
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = next((ln for ln in f if ln.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return platform.machine() + flags
 
 
 def library() -> ctypes.CDLL | None:
@@ -156,7 +176,7 @@ def library() -> ctypes.CDLL | None:
             _lib_error = "disabled by SNNVIT_NEURON_KERNEL=torch"
             return None
         src = SOURCE.read_bytes()
-        digest = hashlib.sha256(src + " ".join(CFLAGS).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(src + " ".join(CFLAGS + NATIVE).encode() + _machine_tag().encode()).hexdigest()[:16]
         path = cache_dir() / f"neuron-{digest}.so"
         try:
             if not path.is_file():
@@ -194,19 +214,19 @@ def _as_steps(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return x2, x2.shape[1]
 
 
-def _c_forward(p, x: torch.Tensor, v0: torch.Tensor | None, keep_h: bool):
+def _c_forward(p, x: torch.Tensor, v0: torch.Tensor | None, keep_h: bool, keep_state: bool = True):
     lib = library()
     T = x.shape[0]
     xs, stride = _as_steps(x)
     N = xs.shape[1]
     s = torch.empty((T, N), dtype=torch.float32)
     h = torch.empty((T, N), dtype=torch.float32) if keep_h else None
-    vT = torch.empty(N, dtype=torch.float32)
+    vT = torch.empty(N, dtype=torch.float32) if keep_state else None  # only streaming needs the final membrane
     v0c = None if v0 is None else v0.reshape(-1).to(torch.float32).contiguous()
     cp = _c_params(p)
     lib.snn_neuron_forward(ctypes.byref(cp), _ptr(xs), stride, _ptr(v0c), _ptr(s), _ptr(h), _ptr(vT), T, N,
                            torch.get_num_threads())
-    return s.view(x.shape), h, vT.view(x.shape[1:])
+    return s.view(x.shape), h, (None if vT is None else vT.view(x.shape[1:]))
 
 
 def _c_backward(p, h: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
@@ -290,22 +310,21 @@ def _use_c(x: torch.Tensor) -> bool:
     return not _FORCE_TORCH and x.dtype == torch.float32 and x.device.type == "cpu" and library() is not None
 
 
-def _forward(p, x, v0, keep_h):
-    return _c_forward(p, x, v0, keep_h) if _use_c(x) else _torch_forward(p, x, v0, keep_h)
+def _forward(p, x, v0, keep_h, keep_state=True):
+    return _c_forward(p, x, v0, keep_h, keep_state) if _use_c(x) else _torch_forward(p, x, v0, keep_h)
 
 
 class _FusedNeuron(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v0, p):
-        s, h, vT = _forward(p, x, v0, keep_h=True)
+        s, h, _ = _forward(p, x, v0, keep_h=True, keep_state=False)  # training runs whole sequences
         ctx.p = p
         ctx.shape = x.shape
         ctx.save_for_backward(h)
-        ctx.mark_non_differentiable(vT)
-        return s, vT
+        return s
 
     @staticmethod
-    def backward(ctx, gs, _gv):
+    def backward(ctx, gs):
         (h,) = ctx.saved_tensors
         if gs is None:
             gs = torch.zeros(ctx.shape, dtype=h.dtype)
@@ -328,9 +347,10 @@ def _spikingjelly(p, x: torch.Tensor, v0: torch.Tensor | None):
     return s, vT
 
 
-def run(p: LIFParams | ILIFParams, x: torch.Tensor, v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a neuron over time-first ``x`` (T, ...) from membrane ``v0`` (zeros when None).
-    Returns (spikes shaped like ``x``, final membrane shaped like ``x[0]``)."""
+def run(p: LIFParams | ILIFParams, x: torch.Tensor, v0: torch.Tensor | None = None,
+        keep_state: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run a neuron over time-first ``x`` (T, ...) from membrane ``v0`` (zeros when None). Returns
+    (spikes shaped like ``x``, the final membrane shaped like ``x[0]`` when ``keep_state``, else None)."""
     if x.ndim < 2:
         raise ValueError(f"neuron input must be time-first (T, ...), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -338,6 +358,8 @@ def run(p: LIFParams | ILIFParams, x: torch.Tensor, v0: torch.Tensor | None = No
     if x.device.type != "cpu":
         return _spikingjelly(p, x, v0)
     if torch.is_grad_enabled() and x.requires_grad:
-        return _FusedNeuron.apply(x, v0, p)
-    s, _, vT = _forward(p, x, v0, keep_h=False)
+        if keep_state:
+            raise ValueError("state across calls (streaming) is for inference: run it under torch.no_grad()")
+        return _FusedNeuron.apply(x, v0, p), None
+    s, _, vT = _forward(p, x, v0, keep_h=False, keep_state=keep_state)
     return s, vT
