@@ -5,7 +5,7 @@
     python tools/energy.py --weights best.pt --data datasets/ssdd.yaml --max-images 200 --timesteps 2
     python tools/energy.py --model n --source images/ --imgsz 320        # untrained variant, no weights
 
-Energy model (DESIGN.md section 4): E = E_MAC x MACs(real-valued inputs) + E_AC x SOPs(spike inputs)
+Energy model (docs/design.md, section 5): E = E_MAC x MACs(real-valued inputs) + E_AC x SOPs(spike inputs)
 + SSSA's own operations, with exact spike fan-out SOPs; see detector/analysis/energy/ for every
 counting rule and detector/analysis/constants.py for the constants and their sources.
 """

@@ -1,6 +1,6 @@
 """Energy-per-operation constants: the one place they live, each preset with its source.
 
-The energy model (DESIGN.md section 4) prices two operation types:
+The energy model (docs/design.md, section 5) prices two operation types:
 
 * ``E_MAC``: one multiply-accumulate on real values (multiply + add), used where a layer's input is
   real-valued (the encoding conv, the ANN equivalent, and the multiplications inside SSSA);

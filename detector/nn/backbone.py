@@ -9,7 +9,7 @@ Data flow (``(T, B, C, H, W)`` after the encoder):
       -> GL-SPS /32 -> conv RPE -> SSSA blocks                  -> LIF -> P5 spikes (stride 32)
 
 The paper keeps a single scale after patch splitting and does not say which layers feed the detector;
-the three-scale layout above is this project's choice (see DESIGN.md, "Multi-scale backbone").
+the three-scale layout above is this project's choice (docs/design.md, section 2).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The energy meter: forward hooks that collect per-image counts while a model runs.
 
-It observes only (DESIGN, "energy observes the flow, never changes it"): hooks on every
+It observes only, never changing the flow (docs/design.md, section 8): hooks on every
 ``nn.Conv2d`` / ``nn.Linear`` (counted from their real inputs), on every attention's ``tap`` (whose
 declared ``op_counts`` price its own work) and on the neurons (updates, reported, not priced). Before
 it measures anything it checks that it can account for every module of the model, and refuses a
