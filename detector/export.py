@@ -95,6 +95,7 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
         with traceable(model), torch.no_grad(), warnings.catch_warnings():
             # shape checks become constants in a fixed-size graph: exactly what the export intends
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: the one that unrolls T
             torch.onnx.export(model, (x,), str(tmp), input_names=["images"], output_names=["predictions"],
                               dynamic_axes={"images": {0: "batch"}, "predictions": {0: "batch"}}, opset_version=OPSET,
                               dynamo=False, do_constant_folding=True)
