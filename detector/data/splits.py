@@ -56,7 +56,3 @@ def carve_val(split: dict[str, str], fraction: float, seed: int = 0) -> dict[str
     random.Random(seed).shuffle(train)
     moved = set(train[: round(len(train) * fraction)])
     return {k: ("val" if k in moved else s) for k, s in split.items()}
-
-
-def split_counts(split: dict[str, str]) -> dict[str, int]:
-    return {s: sum(1 for v in split.values() if v == s) for s in SPLITS}

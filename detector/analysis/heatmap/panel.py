@@ -21,10 +21,9 @@ import torch
 
 from ...io.letterbox import Letterbox
 from ...io.writers import render
-from .capture import BlockCapture, select_blocks
+from .capture import BlockCapture
 
 INTERPOLATIONS = ("nearest", "bilinear")
-LetterboxGeometry = Letterbox  # the geometry object heatmaps were written against
 
 
 def tokens_to_grid(tokens: np.ndarray | torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
@@ -87,22 +86,17 @@ class BlockMaps:
     threshold: np.ndarray | None = None  # per-head saccadic threshold V_th
 
     @property
+    def salience_mean(self) -> np.ndarray:
+        """Salience averaged over heads and time, (H0, W0)."""
+        return self.salience.mean(0)
+
+    @property
     def timesteps(self) -> int:
         return int(self.salience_tokens.shape[0])
 
     @property
     def heads(self) -> int:
         return int(self.salience_tokens.shape[1])
-
-    @property
-    def salience_mean(self) -> np.ndarray:
-        """Salience averaged over heads and time, (H0, W0)."""
-        return self.salience.mean(0)
-
-    @property
-    def mask_mean(self) -> np.ndarray:
-        """Fraction of (head, timestep) pairs that fired, (H0, W0)."""
-        return self.mask.mean(0)
 
 
 @dataclass
@@ -120,9 +114,6 @@ class HeatmapResult:
     panel_shape: tuple[int, int] | None = None  # (height, width) of the PNG in pixels
     npz: Path | None = None
 
-    def block(self, key: str | int) -> BlockMaps:
-        """A block by index or (sub)name."""
-        return {b.name: b for b in self.blocks}[select_blocks([b.name for b in self.blocks], [key])[0]]
 
 
 def block_maps(cap: BlockCapture, geom: Letterbox, batch_index: int = 0, interp: str = "bilinear",
@@ -233,7 +224,7 @@ def check_timesteps(timesteps: Sequence[int] | None, T: int) -> list[int]:
 
 def save_npz(res: HeatmapResult, path: str | Path) -> Path:
     """Raw maps: ``block_names``; per block i ``salience_tokens_i`` / ``mask_tokens_i`` (T, nh, h, w)
-    and ``salience_i`` / ``mask_i`` (T, H0, W0, float16); ``geometry`` (see ``LetterboxGeometry.as_array``)
+    and ``salience_i`` / ``mask_i`` (T, H0, W0, float16); ``geometry`` (see ``Letterbox.as_array``)
     and ``detections`` (n, 6)."""
     arrays: dict[str, np.ndarray] = {
         "block_names": np.array([b.name for b in res.blocks]),
