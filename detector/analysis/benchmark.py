@@ -53,16 +53,25 @@ class BenchResult:
     fraction_of_peak: float
 
 
+def run_times(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
+    """Wall times (s) of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def median_seconds(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
+    return statistics.median(run_times(fn, warmup, repeats))
+
+
 def time_forward(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
     with torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-    return times
+        return run_times(fn, warmup, repeats)
 
 
 def bench_model(name: str, model: torch.nn.Module, imgsz: int, batch: int, peak_gflops: float, warmup: int = 1,

@@ -18,7 +18,6 @@ second over the machine's measured fp32 matmul peak.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -26,20 +25,9 @@ from typing import Any, Callable
 
 import torch
 
-from .benchmark import matmul_peak_gflops
+from .benchmark import matmul_peak_gflops, median_seconds
 
 TARGETS = {"inference": 2.0, "train_step": 2.5}
-
-
-def median_seconds(fn: Callable[[], Any], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def synthetic_batch(batch: int, imgsz: int, nc: int, seed: int = 0) -> dict[str, torch.Tensor]:

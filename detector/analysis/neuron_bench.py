@@ -8,7 +8,6 @@ the fused kernel's PyTorch path (the fallback without a compiler), and that PyTo
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any, Callable
 
@@ -16,16 +15,7 @@ import torch
 
 from ..nn import kernels
 from ..nn.neurons import make_neuron
-
-
-def _median(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from .benchmark import median_seconds
 
 
 def neuron_report(shape=(2, 8, 64, 80, 80), repeats: int = 10, compile: bool = True,
@@ -51,7 +41,7 @@ def neuron_report(shape=(2, 8, 64, 80, 80), repeats: int = 10, compile: bool = T
             kernels.force_torch(label == "fused-torch")
             try:
                 with torch.no_grad():
-                    fwd = _median(lambda: fn(x), repeats)
+                    fwd = median_seconds(lambda: fn(x), 1, repeats)
                 xg = x.clone().requires_grad_(True)
                 bwd = None
                 if label != "fused-torch-compiled":  # the compiled path is timed for inference only
@@ -60,7 +50,7 @@ def neuron_report(shape=(2, 8, 64, 80, 80), repeats: int = 10, compile: bool = T
                         y.sum().backward()
                         xg.grad = None
 
-                    bwd = _median(train, max(3, repeats // 2))
+                    bwd = median_seconds(train, 1, max(3, repeats // 2))
             finally:
                 kernels.force_torch(False)
             row = {"neuron": name, "implementation": label, "forward_ms": fwd * 1e3,

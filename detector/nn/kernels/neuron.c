@@ -69,17 +69,6 @@ static void forward_block(const Job *j, int64_t b0, int64_t n) {
                 s[k] = c;
                 h[k] = hk;
             }
-        } else if (kind == 0 && hard) {
-            for (int64_t k = 0; k < n; ++k) {
-                float d = v[k] - reset;
-                d = x[k] - d;
-                d = d / tau;
-                float hk = v[k] + d;
-                int fire = hk >= th;
-                v[k] = fire ? reset : hk;
-                s[k] = fire ? 1.0f : 0.0f;
-                h[k] = hk;
-            }
         } else if (kind == 0) {
             for (int64_t k = 0; k < n; ++k) {
                 float d = v[k] - reset;
@@ -87,7 +76,7 @@ static void forward_block(const Job *j, int64_t b0, int64_t n) {
                 d = d / tau;
                 float hk = v[k] + d;
                 int fire = hk >= th;
-                v[k] = fire ? hk - th : hk;
+                v[k] = fire ? (hard ? reset : hk - th) : hk;  /* `hard` is loop-invariant: unswitched */
                 s[k] = fire ? 1.0f : 0.0f;
                 h[k] = hk;
             }
