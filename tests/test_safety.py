@@ -490,3 +490,21 @@ def test_val_output_path_checked_before_evaluating(tmp_path, tiny_weights):
     assert "is a folder" in line
     line = one_line_error(run_tool(TOOLS / "val.py", "--data", ds, "--weights", tiny_weights, "--conf", "2"))
     assert "conf" in line
+
+
+def test_true_positive_score_distribution_by_hand(tmp_path):
+    """Two ships; predictions: a hit at 0.9, a duplicate of it at 0.8 (FP), a hit on the second ship at
+    0.6, a miss at 0.3 (FP). TP scores 0.9, 0.6; FP 0.8, 0.3."""
+    from detector.engine.validator import score_distribution
+
+    gt = {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+                          {"id": 2, "image_id": 1, "category_id": 1, "bbox": [60, 60, 20, 20]}],
+          "categories": [{"id": 1, "name": "ship"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    preds = [{"file_name": "a.png", "category_id": 1, "bbox": b, "score": s}
+             for b, s in (([10, 10, 20, 20], 0.9), ([11, 10, 20, 20], 0.8), ([61, 61, 20, 19], 0.6), ([0, 80, 5, 5], 0.3))]
+    d = score_distribution(tmp_path / "gt.json", preds)
+    assert (d["true_positives"], d["false_positives"], d["ground_truth"]) == (2, 2, 2)
+    assert d["tp_scores"]["max"] == 0.9 and d["tp_scores"]["p50"] == pytest.approx(0.75)
+    assert d["tp_fraction_above"] == {"0.5": 1.0, "0.7": 0.5, "0.9": 0.0}

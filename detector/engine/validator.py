@@ -175,6 +175,7 @@ def evaluate(
         if gt_path.is_file():
             coco = coco_evaluate(gt_path, validator.coco_preds)
             result["pycocotools"] = coco
+            result["scores"] = score_distribution(gt_path, validator.coco_preds)
             result["agreement"] = {"map50_abs_diff": abs(coco["map50"] - result["map50"]),
                                    "map_abs_diff": abs(coco["map"] - result["map"])}
         else:
@@ -190,6 +191,45 @@ def evaluate(
         Path(json_out).write_text(json.dumps(result, indent=2), encoding="utf-8")
     result["predictions"] = validator.coco_preds
     return result
+
+
+def score_distribution(gt_json: str | Path, predictions: list[dict[str, Any]], iou: float = 0.5,
+                       conf: float = 0.001) -> dict[str, Any]:
+    """How the model's confidences spread: the scores of true positives (each prediction matched
+    greedily, best score first, to an unmatched ground-truth box of its class at IoU >= ``iou``) and of
+    false positives, as quantiles; ``tp_fraction_above`` the share of true positives scoring above
+    0.5 / 0.7 / 0.9."""
+    import numpy as np
+
+    gt = json.loads(Path(gt_json).read_text(encoding="utf-8"))
+    ids = {im["id"]: Path(im["file_name"]).name for im in gt["images"]}
+    boxes: dict[tuple[str, int], list[list[float]]] = {}
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        boxes.setdefault((ids[a["image_id"]], a["category_id"]), []).append([x, y, x + w, y + h])
+    used: dict[tuple[str, int], set[int]] = {}
+    tp, fp = [], []
+    for p in sorted((p for p in predictions if p["score"] >= conf), key=lambda p: -p["score"]):
+        key = (Path(p["file_name"]).name, p["category_id"])
+        x, y, w, h = p["bbox"]
+        best, best_iou = None, iou
+        for k, (x1, y1, x2, y2) in enumerate(boxes.get(key, [])):
+            if k in used.get(key, set()):
+                continue
+            inter = max(0.0, min(x + w, x2) - max(x, x1)) * max(0.0, min(y + h, y2) - max(y, y1))
+            u = w * h + (x2 - x1) * (y2 - y1) - inter
+            if u > 0 and inter / u >= best_iou:
+                best, best_iou = k, inter / u
+        if best is None:
+            fp.append(p["score"])
+        else:
+            used.setdefault(key, set()).add(best)
+            tp.append(p["score"])
+    q = lambda v: {f"p{int(k)}": float(np.percentile(v, k)) for k in (10, 25, 50, 75, 90)} | {"max": float(max(v))} \
+        if v else None  # noqa: E731
+    return {"iou": iou, "ground_truth": sum(len(v) for v in boxes.values()), "true_positives": len(tp),
+            "false_positives": len(fp), "tp_scores": q(tp), "fp_scores": q(fp),
+            "tp_fraction_above": {str(t): (sum(s > t for s in tp) / len(tp) if tp else None) for t in (0.5, 0.7, 0.9)}}
 
 
 AGREEMENT_TOLERANCE = 0.02  # mAP; measured agreement on real data is below 0.005 (README)
@@ -218,6 +258,11 @@ def format_metrics(r: dict[str, Any]) -> str:
     for c in r["per_class"]:
         lines.append(f"{c['name'][:20]:>20s} {c['instances']:6d} {fmt(c['precision'])} {fmt(c['recall'])} "
                      f"{fmt(c['map50'])} {fmt(c['map']):>8s}")
+    if r.get("scores") and r["scores"]["tp_scores"]:
+        sc = r["scores"]
+        lines.append(f"true-positive scores (IoU {sc['iou']}): median {sc['tp_scores']['p50']:.3f}, p90 "
+                     f"{sc['tp_scores']['p90']:.3f}, max {sc['tp_scores']['max']:.3f}; "
+                     f"{sc['tp_fraction_above']['0.5']:.0%} above 0.5")
     if "pycocotools" in r:
         co = r["pycocotools"]
         lines.append(f"pycocotools: mAP50 {co['map50']:.4f}  mAP50-95 {co['map']:.4f}  "
