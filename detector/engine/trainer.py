@@ -217,6 +217,8 @@ def train(
     path of a ``last.pt`` (``epochs`` may then raise the total, and the learning-rate schedule follows;
     default 100 for a new run). Returns the finished trainer (``trainer.save_dir``, ``trainer.best``,
     ``trainer.metrics``)."""
+    if distill and "," in str(device):
+        raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
     if resume:
         args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
                 "device": device, **overrides}
