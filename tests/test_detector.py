@@ -475,3 +475,18 @@ def test_bn_recalibration_until_running_stats_settle_on_clean_batches(mosaic, cl
     t = SimpleNamespace(args=SimpleNamespace(mosaic=mosaic, close_mosaic=close), epoch=epoch, epochs=26,
                         train_loader=[None] * nb, bn_settle_batches=SNNTrainer.bn_settle_batches)
     assert SNNTrainer.bn_stats_settled(t) is (not recalibrate)
+
+
+def test_class_prior_option_sets_the_head_bias():
+    """Without cls_prior the head starts from Ultralytics' rule (-7.2 / -5.8 / -4.4 at nc=1); with
+    cls_prior p every stride starts at log(p / (1 - p)); the shipped integer-spike config uses 0.01."""
+    import math
+
+    rule = [b[-1].bias[0].item() for b in SNNViTYOLO("n", nc=1, verbose=False).head.cv3]
+    assert [round(v, 2) for v in rule] == [round(math.log(5 / (640 / s) ** 2), 2) for s in (8, 16, 32)]
+    m = SNNViTYOLO("n-ilif", nc=1, verbose=False)
+    assert all(b[-1].bias[0].item() == pytest.approx(math.log(0.01 / 0.99)) for b in m.head.cv3)
+    assert m.timesteps == 1 and m.yaml["neuron"]["name"] == "ilif" and m.yaml["neuron"]["max_spikes"] == 4
+    for bad in (0.0, 0.7, "x", True):
+        with pytest.raises(ValueError, match="cls_prior"):
+            load_config("n", cls_prior=bad)

@@ -10,6 +10,8 @@ Top-level keys:
     neuron     neuron factory arguments (detector.nn.neurons.make_neuron)
     saccade    saccadic neuron arguments (mw_init, vth_init, alpha, surrogate)
     names      optional {index: class name}
+    cls_prior  optional initial class probability of the head (RetinaNet prior, e.g. 0.01); absent:
+               Ultralytics' rule (detector.nn.head.SpikingDetect.bias_init says why it matters)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import yaml
 
 CFG_DIR = Path(__file__).resolve().parent / "cfg"
 VARIANTS = ("n", "s", "m")
-TOP_KEYS = {"nc", "timesteps", "reg_max", "backbone", "neck", "neuron", "saccade", "names", "channels"}
+TOP_KEYS = {"nc", "timesteps", "reg_max", "backbone", "neck", "neuron", "saccade", "names", "channels", "cls_prior"}
 BACKBONE_KEYS = {"widths", "depths", "heads", "mlp_ratio", "attn", "dilations"}
 NECK_KEYS = {"widths", "depth"}
 
@@ -143,6 +145,9 @@ def validate_config(d: dict) -> None:
         v = sac.get(key, 1.0)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (abs(float(v)) < 1e6 and v == v):
             raise ValueError(f"model config: saccade.{key} must be a finite number, got {v!r}")
+    prior = d.get("cls_prior")
+    if prior is not None and (isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 < prior < 0.5):
+        raise ValueError(f"model config: cls_prior must be a probability in (0, 0.5), got {prior!r}")
     names = d.get("names")
     if names is not None:
         if isinstance(names, (list, tuple)):

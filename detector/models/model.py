@@ -50,7 +50,7 @@ class SNNViTYOLO(DetectionModel):
         head.stride = torch.tensor([float(s) for s in backbone.strides])
         self.stride = head.stride
         initialize_weights(self)
-        head.bias_init()
+        head.bias_init(y.get("cls_prior"))
         if verbose:
             self.info()
             LOGGER.info("")
