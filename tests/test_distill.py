@@ -130,3 +130,14 @@ def test_short_training_with_a_teacher(ssdd_subset: Path, teacher_file: Path, tm
     assert ck["distill"]["teacher_sha256"] == digest and ck["distill"]["box_weight"] == 0.5
     assert not any(k.startswith("teacher") for k in ck["state_dict"])  # no teacher weight in the student file
     assert ck["config"]["neuron"] == {"name": "ilif", "max_spikes": 4}
+
+
+def test_bad_teacher_or_weights_fail_before_training(tmp_path, teacher_file):
+    from detector.engine.trainer import train
+
+    with pytest.raises(FileNotFoundError):
+        train("unused.yaml", distill={"teacher": str(tmp_path / "none.pt")})
+    with pytest.raises(ValueError, match="box_weight"):
+        train("unused.yaml", distill={"teacher": str(teacher_file), "box_weight": -2})
+    with pytest.raises(ValueError, match="multi-GPU"):
+        train("unused.yaml", device="0,1", distill={"teacher": str(teacher_file)})

@@ -217,8 +217,15 @@ def train(
     path of a ``last.pt`` (``epochs`` may then raise the total, and the learning-rate schedule follows;
     default 100 for a new run). Returns the finished trainer (``trainer.save_dir``, ``trainer.best``,
     ``trainer.metrics``)."""
-    if distill and "," in str(device):
-        raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
+    if distill:
+        if "," in str(device):
+            raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
+        from ..weights import load_ann_checkpoint
+        from .distill import Distiller
+
+        Distiller(torch.nn.Identity(), float(distill.get("cls_weight", 1.0)), float(distill.get("box_weight", 1.0)),
+                  float(distill.get("temperature", 1.0)))  # the options, checked before any work
+        load_ann_checkpoint(distill["teacher"])  # the teacher file, checked before any work
     if resume:
         args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
                 "device": device, **overrides}
