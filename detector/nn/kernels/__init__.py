@@ -15,7 +15,8 @@ node (``detector.nn.neurons``).
 Backends, in order:
 
 1. the C library, compiled from ``neuron.c`` with the system C compiler on first use and cached
-   (``$XDG_CACHE_HOME/snnvit-yolo/kernels``, keyed by the source hash; about a second, once);
+   (``$XDG_CACHE_HOME/snnvit-yolo/kernels``, keyed by the source, the flags and the CPU's instruction
+   set; about a second, once);
 2. PyTorch operations in the same order (float64 inputs, no compiler, or ``SNNVIT_NEURON_KERNEL=torch``);
 3. on CUDA tensors, SpikingJelly's own device kernels.
 """
