@@ -508,3 +508,22 @@ def test_true_positive_score_distribution_by_hand(tmp_path):
     assert (d["true_positives"], d["false_positives"], d["ground_truth"]) == (2, 2, 2)
     assert d["tp_scores"]["max"] == 0.9 and d["tp_scores"]["p50"] == pytest.approx(0.75)
     assert d["tp_fraction_above"] == {"0.5": 1.0, "0.7": 0.5, "0.9": 0.0}
+
+
+def test_convert_manifest_cannot_be_used_to_delete_outside(tmp_path):
+    """An edited manifest, or a folder swapped for a link to elsewhere: --overwrite deletes nothing."""
+    from detector.data.writer import MANIFEST, _manifest_files
+
+    out = tmp_path / "out"
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "a.jpg").write_text("keep")
+    out.mkdir()
+    (out / "images").symlink_to(precious)
+    (out / MANIFEST).write_text("images/a.jpg\n")
+    with pytest.raises(ValueError, match="not a path inside"):
+        _manifest_files(out)
+    (out / MANIFEST).write_text("../precious/a.jpg\n")
+    with pytest.raises(ValueError, match="not a path inside"):
+        _manifest_files(out)
+    assert (precious / "a.jpg").read_text() == "keep"

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ..checks import inside
 from .images import MIN_SIDE, ImageInfo, is_image, probe_image
 from .records import SPLITS, DataProblemWarning, ImageRecord, ProblemLog, SourceDataset
 
@@ -67,8 +68,9 @@ def _manifest_files(out: Path) -> list[Path] | None:
         rel = line.strip()
         if not rel:
             continue
-        p = (out / rel)
-        if rel.startswith("/") or ".." in Path(rel).parts or not str(p.resolve(strict=False)).startswith(str(out)):
+        p = out / rel
+        # no absolute path, no "..", and nothing reached through a link that leads out of ``out``
+        if rel.startswith("/") or ".." in Path(rel).parts or not inside(p.resolve(strict=False), out.resolve()):
             raise ValueError(f"{m} lists {rel!r}, which is not a path inside {out}; refusing to delete anything")
         files.append(p)
     return files
