@@ -27,3 +27,5 @@ def test_baseline_trains_resumes_with_more_epochs_and_evaluates(ssdd_subset: Pat
     rep = evaluate_baseline(t2.last, ssdd_subset, split="val", imgsz=96, batch=8, project=tmp_path)
     assert set(rep) >= {"map50", "map50_95", "per_class"} and 0.0 <= rep["map50_95"] <= rep["map50"] <= 1.0
     assert list(rep["per_class"]) in ([], ["ship"])
+    # measured as the spiking model is: pycocotools on the same predictions, and the score distribution
+    assert rep["pycocotools"]["images"] > 0 and rep["scores"]["ground_truth"] > 0

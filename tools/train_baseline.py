@@ -55,6 +55,9 @@ def main(argv=None) -> int:
             ap.error("--eval needs --data")
     rep = evaluate_baseline(weights, data, a.split, imgsz, a.batch, a.device, a.project, f"{a.name}-{a.split}")
     print(f"{a.split}: mAP@0.5 {rep['map50']:.4f}  mAP@0.5:0.95 {rep['map50_95']:.4f}")
+    tp = (rep.get("scores") or {}).get("tp_scores")
+    if tp:
+        print("true-positive scores: " + "  ".join(f"{k} {v:.3f}" for k, v in tp.items()))
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
             json.dump(rep, f, indent=2)

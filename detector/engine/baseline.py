@@ -77,14 +77,16 @@ def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int 
 def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test", imgsz: int = 640, batch: int = 16,
                       device: str = "cpu", project: str | Path = "runs/baseline", name: str = "val") -> dict[str, Any]:
     """Ultralytics' validator on a baseline checkpoint (EMA weights): overall and per-class mAP@0.5 and
-    mAP@0.5:0.95."""
-    from ultralytics.models.yolo.detect import DetectionValidator
+    mAP@0.5:0.95; with COCO ground truth also pycocotools' figures and the true positives' score
+    distribution, as ``evaluate()`` reports them for a spiking model (the same validator, so the two
+    are measured alike)."""
+    from .validator import SNNValidator, coco_report
 
     model = build_ann(load_ann_checkpoint(weights), use_ema=True, source=weights).eval()
     load_dataset(data, split)  # a local YAML with this split's images, before Ultralytics reads it
     args = dict(model=str(weights), data=str(data), split=split, imgsz=imgsz, batch=batch, device=device, plots=False,
                 project=str(Path(project).resolve()), name=name, exist_ok=True, mode="val", verbose=True)
-    v = DetectionValidator(args=args)
+    v = SNNValidator(args=args)
     v(model=model)
     m = v.metrics
     names = v.names
@@ -92,4 +94,4 @@ def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test"
                  for i, c in enumerate(m.ap_class_index)}
     return {"weights": str(weights), "split": split, "imgsz": imgsz, "map50": float(m.box.map50),
             "map50_95": float(m.box.map), "precision": float(m.box.mp), "recall": float(m.box.mr),
-            "per_class": per_class}
+            "per_class": per_class, **coco_report(v, split, float(m.box.map50), float(m.box.map))}

@@ -168,18 +168,7 @@ def evaluate(
         "precision": float(box.mp), "recall": float(box.mr), "map50": float(box.map50), "map": float(box.map),
         "per_class": per_class, "save_dir": str(validator.save_dir),
     }
-    ds = validator.data  # the dataset YAML as Ultralytics resolved it (absolute ``path``)
-    gt_rel = (ds.get("coco_json") or {}).get(split)
-    if gt_rel:
-        gt_path = Path(gt_rel) if Path(gt_rel).is_absolute() else Path(ds["path"]) / gt_rel
-        if gt_path.is_file():
-            coco = coco_evaluate(gt_path, validator.coco_preds)
-            result["pycocotools"] = coco
-            result["scores"] = score_distribution(gt_path, validator.coco_preds)
-            result["agreement"] = {"map50_abs_diff": abs(coco["map50"] - result["map50"]),
-                                   "map_abs_diff": abs(coco["map"] - result["map"])}
-        else:
-            LOGGER.warning(f"COCO ground truth {gt_path} not found; pycocotools evaluation skipped")
+    result.update(coco_report(validator, split, result["map50"], result["map"]))
     LOGGER.info(format_metrics(result))
     agree = result.get("agreement")
     if agree and max(agree.values()) > AGREEMENT_TOLERANCE:
@@ -191,6 +180,23 @@ def evaluate(
         Path(json_out).write_text(json.dumps(result, indent=2), encoding="utf-8")
     result["predictions"] = validator.coco_preds
     return result
+
+
+def coco_report(validator: SNNValidator, split: str, map50: float, map_: float) -> dict[str, Any]:
+    """The independent pycocotools evaluation of a finished validator's predictions against the split's
+    COCO ground truth (``coco_json`` in the dataset YAML), the score distribution of its true and false
+    positives, and how far the two evaluations agree; empty when the dataset has no COCO ground truth."""
+    ds = validator.data  # the dataset YAML as Ultralytics resolved it (absolute ``path``)
+    gt_rel = (ds.get("coco_json") or {}).get(split)
+    if not gt_rel:
+        return {}
+    gt_path = Path(gt_rel) if Path(gt_rel).is_absolute() else Path(ds["path"]) / gt_rel
+    if not gt_path.is_file():
+        LOGGER.warning(f"COCO ground truth {gt_path} not found; pycocotools evaluation skipped")
+        return {}
+    coco = coco_evaluate(gt_path, validator.coco_preds)
+    return {"pycocotools": coco, "scores": score_distribution(gt_path, validator.coco_preds),
+            "agreement": {"map50_abs_diff": abs(coco["map50"] - map50), "map_abs_diff": abs(coco["map"] - map_)}}
 
 
 def score_distribution(gt_json: str | Path, predictions: list[dict[str, Any]], iou: float = 0.5,
