@@ -183,6 +183,10 @@ def canvas_case(ssdd_root):
     return model, img, alone, canvas
 
 
+def clear_ships(det: np.ndarray) -> np.ndarray:
+    return det[np.minimum(det[:, 2] - det[:, 0], det[:, 3] - det[:, 1]) >= 16]
+
+
 def found_on(det: np.ndarray, alone: np.ndarray) -> int:
     return sum(any(iou([b[0] + x, b[1] + y, b[2] + x, b[3] + y], c) >= 0.5 for c in det) for x, y in PLACES for b in alone)
 
@@ -191,11 +195,11 @@ def test_tiles_find_on_the_canvas_what_the_crop_shows(canvas_case):
     model, img, alone, canvas = canvas_case
     assert len(alone) >= 3, "the shipped weights should find the ships of this scene; the check would be vacuous"
     tiled = predict_tiled(model, canvas, 320, tile=512, overlap=0.25, conf=0.25)
-    big = alone[np.minimum(alone[:, 2] - alone[:, 0], alone[:, 3] - alone[:, 1]) >= 16]
-    assert len(big) >= 2 and found_on(tiled, big) == 3 * len(big)  # every clear ship, in every copy, in place
-    # a ship of a few pixels may drop below the threshold or shift a pixel (IoU < 0.5) in one copy, where
-    # the tile grid cuts the scene around it differently than the single image did
-    assert found_on(tiled, alone) >= 3 * len(alone) - 1
+    # every ship at least 16 px on its short side, in every copy, at the right place; a ship of a few
+    # pixels is left out: where the tile grid cuts the scene around it differently than the single image
+    # did, its box moves by a pixel or two, which alone drops a 13 px box below IoU 0.5
+    big = clear_ships(alone)
+    assert len(big) >= 3 and found_on(tiled, big) == 3 * len(big)
     assert len(tiled) <= 3 * len(alone) + 6  # merged across tile borders: no pile of duplicates
     whole = predict_image(model, canvas, 320, 0.25).numpy()
     assert found_on(whole, alone) <= len(alone) // 2  # shrunk whole, the ships vanish
@@ -208,7 +212,7 @@ def test_detect_tile_auto_on_a_large_scene(canvas_case, tmp_path):
                outputs=("json",), verbose=False)
     assert s.per_image[0]["tile"] == 512 and found_on(
         np.array([[*p["bbox"][:2], p["bbox"][0] + p["bbox"][2], p["bbox"][1] + p["bbox"][3], p["score"], 0]
-                  for p in s.predictions]), alone) >= 3 * len(alone) - 1
+                  for p in s.predictions]), clear_ships(alone)) == 3 * len(clear_ships(alone))
     from detector.engine.predictor import resolve_tile
 
     assert resolve_tile("auto", model, 320, canvas.shape) == 320  # no recorded training size: the input size
