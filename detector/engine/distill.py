@@ -79,6 +79,15 @@ def distill_losses(s_scores: torch.Tensor, s_boxes: torch.Tensor, t_scores: torc
     return cls * tau * tau, box * tau * tau
 
 
+def check_options(cls_weight: float, box_weight: float, temperature: float) -> None:
+    """The distillation weights (finite, >= 0) and temperature (in (0, 100)), or a one-line ValueError."""
+    for name, v in (("cls_weight", cls_weight), ("box_weight", box_weight)):
+        if not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
+            raise ValueError(f"distillation {name} must be a finite number >= 0, got {v!r}")
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < 100):
+        raise ValueError(f"distillation temperature must be in (0, 100), got {temperature!r}")
+
+
 @dataclass
 class Distiller:
     """A frozen teacher and the loss weights; shared, never copied (the EMA copy of the student points
@@ -92,12 +101,7 @@ class Distiller:
     sha256: str = ""
 
     def __post_init__(self):
-        for name in ("cls_weight", "box_weight"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
-                raise ValueError(f"distillation {name} must be a finite number >= 0, got {v!r}")
-        if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < 100):
-            raise ValueError(f"distillation temperature must be in (0, 100), got {self.temperature!r}")
+        check_options(self.cls_weight, self.box_weight, self.temperature)
 
     def __deepcopy__(self, memo):
         return self

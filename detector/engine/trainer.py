@@ -221,11 +221,12 @@ def train(
         if "," in str(device):
             raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
         from ..weights import load_ann_checkpoint
-        from .distill import Distiller
+        from .distill import check_options
 
-        Distiller(torch.nn.Identity(), float(distill.get("cls_weight", 1.0)), float(distill.get("box_weight", 1.0)),
-                  float(distill.get("temperature", 1.0)))  # the options, checked before any work
-        load_ann_checkpoint(distill["teacher"])  # the teacher file, checked before any work
+        # the options and the teacher file, checked before any work
+        check_options(float(distill.get("cls_weight", 1.0)), float(distill.get("box_weight", 1.0)),
+                      float(distill.get("temperature", 1.0)))
+        load_ann_checkpoint(distill["teacher"])
     if resume:
         args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
                 "device": device, **overrides}
