@@ -6,7 +6,6 @@ whose one line names the option and what is allowed. The tools print that line (
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +30,11 @@ def imgsz(v: Any, name: str = "imgsz") -> int:
     return int(v)
 
 
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?|\d+(,\d+)*)$")
+def device(v: Any, multi: bool = False) -> str:
+    """A device that exists on this machine, in Ultralytics' spelling (``detector.devices`` maps the names)."""
+    from .devices import resolve_device
 
-
-def device(v: Any) -> str:
-    """A device that exists on this machine: ``cpu``, ``cuda``, ``cuda:N``, ``N`` or ``N,M`` (GPU indices)."""
-    import torch
-
-    s = str(v).strip().lower()
-    if not _DEVICE.match(s):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or GPU indices like 0 or 0,1; got {v!r}")
-    if s == "cpu":
-        return s
-    if s == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError("device mps is not available on this machine")
-        return s
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    idx = [0] if s == "cuda" else [int(s.split(":")[1])] if s.startswith("cuda:") else [int(i) for i in s.split(",")]
-    missing = [i for i in idx if i >= n]
-    if missing:
-        have = f"{n} GPU(s): " + ", ".join(map(str, range(n))) if n else "no GPU"
-        raise ValueError(f"device {v!r} is not there: this machine has {have}; use --device cpu")
-    return s
+    return resolve_device(v, multi=multi).ultralytics
 
 
 def output_file(path: str | Path | None, name: str = "output") -> Path | None:

@@ -174,11 +174,14 @@ def default_imgsz(model, fallback: int = 640) -> int:
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", use_ema: bool = True):
     """Load an SNN-ViT-YOLO model in eval mode. ``path`` defaults to the shipped weights; an ``.onnx``
     file (``detector.export``) gives an ``OnnxDetector`` run by ONNX Runtime on the CPU."""
+    from .devices import resolve_device
+
+    device = resolve_device(device).torch
     path = Path(path) if path else DEFAULT_WEIGHTS
     if not path.exists() and path == DEFAULT_WEIGHTS:
         raise FileNotFoundError(f"default weights not found: {path} (pass --weights PATH)")
     if path.suffix.lower() == ".onnx":
-        if str(device) != "cpu":
+        if device.type != "cpu":
             raise ValueError("ONNX models run on the CPU (ONNX Runtime); use --device cpu")
         from .onnx_model import OnnxDetector
 

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timesteps", type=int, default=None, help="T to run with (default and maximum: the model's T)")
     ap.add_argument("--max-images", type=int, default=None, help="measure at most this many images")
     ap.add_argument("--batch", type=int, default=4, help="images per forward pass (does not change the counts)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N or N")
     ap.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                     help=f"energy constants (default {DEFAULT_PRESET}: Horowitz 2014, E_MAC 4.6 pJ, E_AC 0.9 pJ)")
     ap.add_argument("--e-mac", type=float, default=None, help="override E_MAC in pJ")
@@ -75,7 +75,9 @@ def main(argv=None) -> int:
     from detector.weights import default_imgsz
 
     a.imgsz = a.imgsz or default_imgsz(model, fallback=512)
-    model.to(a.device)
+    from detector.devices import resolve_device
+
+    model.to(resolve_device(a.device).torch)
     paths = find_images(a.source) if a.source else dataset_images(a.data, a.split)
     if a.max_images:
         paths = paths[: a.max_images]

@@ -22,7 +22,9 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 100; with --resume: raise the total)")
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--device", default="cpu", help="cpu, 0, or 0,1 for DDP")
+    ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
+    ap.add_argument("--no-amp", action="store_true",
+                    help="train in fp32 on CUDA (default: mixed precision on CUDA; the CPU always runs fp32)")
     ap.add_argument("--timesteps", type=int, default=None, help="T (default: the model config's)")
     ap.add_argument("--neuron", choices=["lif", "if", "ilif"], default=None,
                     help="replace the config's neuron: lif / if (binary spikes) or ilif (integer spikes, "
@@ -39,7 +41,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--patience", type=int, default=100)
     ap.add_argument("--lr0", type=float, default=None, help="initial learning rate (default: Ultralytics' auto)")
-    ap.add_argument("--optimizer", default="auto")
+    ap.add_argument("--optimizer", default="auto", help="auto (Ultralytics' choice), SGD, AdamW, ...")
+    ap.add_argument("--momentum", type=float, default=None, help="SGD momentum / Adam beta1 (default 0.937)")
+    ap.add_argument("--warmup-bias-lr", type=float, default=None,
+                    help="learning rate of the biases at the start of warmup (default 0.1; Ultralytics' auto "
+                         "optimizer sets 0 for short runs)")
     ap.add_argument("--close-mosaic", type=int, default=None,
                     help="last epochs without mosaic (default 10; with --resume: change the checkpoint's)")
     ap.add_argument("--no-plots", action="store_true")
@@ -58,14 +64,15 @@ def main(argv=None) -> int:
         distill = {"teacher": a.teacher, "cls_weight": a.kd_cls, "box_weight": a.kd_box, "temperature": a.kd_temperature}
     extra = dict(workers=a.workers, seed=a.seed, patience=a.patience, optimizer=a.optimizer,
                  close_mosaic=10 if a.close_mosaic is None else a.close_mosaic, plots=not a.no_plots)
-    if a.lr0 is not None:
-        extra["lr0"] = a.lr0
+    for key in ("lr0", "momentum", "warmup_bias_lr"):
+        if getattr(a, key) is not None:
+            extra[key] = getattr(a, key)
     if a.resume:  # the checkpoint's arguments, except the few a resumed run may change
         extra = {} if a.close_mosaic is None else {"close_mosaic": a.close_mosaic}
     if a.resume and (a.timesteps is not None or neuron):
         ap.error("--timesteps / --neuron cannot change a resumed run")
     t = train(a.data, a.model, a.epochs, a.imgsz, a.batch, a.device, a.timesteps, a.resume, a.project, a.name,
-              neuron=neuron, distill=distill, **extra)
+              neuron=neuron, distill=distill, amp=not a.no_amp, **extra)
     print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
     return 0
 

@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 100; with --resume: raise the total)")
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
+    ap.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA (default: mixed precision on CUDA)")
     ap.add_argument("--resume", default=None, help="a last.pt of an earlier baseline run")
     ap.add_argument("--close-mosaic", type=int, default=None, help="last epochs without mosaic (default 10)")
     ap.add_argument("--seed", type=int, default=0)
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
         if not a.resume:
             extra.update(seed=a.seed, workers=a.workers, close_mosaic=10 if a.close_mosaic is None else a.close_mosaic)
         t = train_baseline(a.data, a.epochs, a.imgsz, a.batch, a.device, a.resume, a.project, a.name, model=a.model,
-                           **extra)
+                           amp=not a.no_amp, **extra)
         print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
         weights, data, imgsz = t.best, a.data or t.args.data, int(t.args.imgsz)
     else:

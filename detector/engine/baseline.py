@@ -56,18 +56,24 @@ class BaselineTrainer(SafeTrainer):
 
 def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int = 16, device: str = "cpu",
                    resume: str | None = None, project: str | Path = "runs/baseline", name: str = "yolov8n",
-                   model: str = "yolov8n.yaml", **overrides: Any) -> BaselineTrainer:
+                   model: str = "yolov8n.yaml", amp: bool = True, **overrides: Any) -> BaselineTrainer:
     """Train ``model`` (one of ``ANN_ARCHS``) from scratch, or resume ``resume`` (a ``last.pt`` a
-    baseline run wrote), raising ``epochs`` if given."""
+    baseline run wrote), raising ``epochs`` if given. ``device``: ``detector.devices`` names (several GPUs:
+    DDP); ``amp``: mixed precision on CUDA (ignored on the CPU)."""
+    from ..devices import resolve_device
+
+    device = resolve_device(device, multi=True).ultralytics
     if resume:
         args = dict(model=str(resume), resume=str(resume), data=str(data) if data else "", device=device, **overrides)
+        if not amp:
+            args["amp"] = False
         if epochs is not None:
             args["epochs"] = epochs
     else:
         if model not in ANN_ARCHS:
             raise ValueError(f"baseline model must be one of {list(ANN_ARCHS)}, got {model!r}")
         args = dict(model=model, data=str(data), epochs=100 if epochs is None else epochs, imgsz=imgsz, batch=batch,
-                    device=device, pretrained=False, amp=False, project=str(Path(project).resolve()), name=name,
+                    device=device, pretrained=False, amp=bool(amp), project=str(Path(project).resolve()), name=name,
                     **overrides)
     trainer = BaselineTrainer(overrides=args)
     trainer.train()
@@ -82,6 +88,9 @@ def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test"
     are measured alike)."""
     from .validator import SNNValidator, coco_report
 
+    from ..devices import resolve_device
+
+    device = resolve_device(device).ultralytics
     model = build_ann(load_ann_checkpoint(weights), use_ema=True, source=weights).eval()
     load_dataset(data, split)  # a local YAML with this split's images, before Ultralytics reads it
     args = dict(model=str(weights), data=str(data), split=split, imgsz=imgsz, batch=batch, device=device, plots=False,

@@ -25,6 +25,7 @@ from ultralytics.utils import LOGGER
 from ultralytics.utils.nms import non_max_suppression
 
 from .. import checks
+from ..devices import resolve_device
 from ..io.frames import iter_frames
 from ..io.images import expand_source
 from ..io.letterbox import Letterbox
@@ -119,7 +120,7 @@ def detect(
     if tile not in (None, "auto"):
         check_tiling(tile, overlap)
     check_overlap(overlap)
-    checks.device(device)
+    device = resolve_device(device).torch
     src = expand_source(source)
     folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)
     model = model if model is not None else load_model(weights, device=device)

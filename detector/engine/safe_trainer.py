@@ -11,7 +11,9 @@ spiking detector (``detector.engine.trainer.SNNTrainer``) and the ANN baseline /
   (``detector.io.dataset_yaml``);
 * ``--resume X`` trusts nothing the checkpoint names: validated arguments, X's own run folder, and
   only training checkpoints (``detector.engine.resume``); a resumed run may raise ``epochs``;
-* a non-finite loss or gradient stops training with a clear error before any weight is corrupted.
+* a non-finite loss or gradient stops training with a clear error before any weight is corrupted; under
+  AMP (CUDA), the steps GradScaler skips on fp16 overflow are counted per epoch (log and results.csv,
+  ``train/amp_skipped``), and only a scaler that keeps skipping stops the run (``AMP_SKIP_LIMIT``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .resume import require_training_checkpoint, run_dir_of, sanitize_train_args
 
 # Ultralytics' ``args`` that may change when resuming (the rest comes from the checkpoint).
 RESUME_ALLOWED = {"epochs", "imgsz", "batch", "device", "workers", "cache", "patience", "time", "val", "plots", "save_period",
-                  "close_mosaic"}
+                  "close_mosaic", "amp"}
 
 
 class SafeTrainer(DetectionTrainer):
@@ -46,6 +48,7 @@ class SafeTrainer(DetectionTrainer):
         # With gradient accumulation most batches do not reach optimizer_step; check every batch's loss
         # too, so a non-finite loss in the last batches of the run cannot pass unnoticed.
         self.add_callback("on_train_batch_end", lambda trainer: trainer._refuse_non_finite_loss())
+        self.add_callback("on_train_epoch_start", lambda trainer: trainer._amp_epoch_start())
 
     # -- what a subclass provides -------------------------------------------------------------------
     def read_checkpoint(self, path: str | Path) -> dict:
@@ -95,16 +98,58 @@ class SafeTrainer(DetectionTrainer):
                 "Try a lower learning rate (lr0) or check the labels."
             )
 
+    # AMP: GradScaler multiplies the loss by its scale (65,536 at the start), so fp16 gradients overflow in
+    # the first steps by design; it then skips those steps and halves the scale. A run stops only when it
+    # keeps skipping: AMP_SKIP_LIMIT consecutive skips mean the scale fell by 2^25 (from 65,536 to about
+    # 0.002) and the gradients still overflow, which is no longer the scaler finding its range.
+    AMP_SKIP_LIMIT = 25
+
     def optimizer_step(self):
-        """Refuse to step on a non-finite loss or gradient: stop with a clear error instead."""
+        """One optimizer step (Ultralytics': unscale, clip, step, EMA), guarded: a non-finite loss stops the
+        run; a non-finite gradient stops it too, except under AMP, where GradScaler skips the step (counted,
+        ``amp_skipped``) unless it has skipped ``AMP_SKIP_LIMIT`` steps in a row."""
         self._refuse_non_finite_loss()
-        for name, p in unwrap_model(self.model).named_parameters():
-            if p.grad is not None and not torch.isfinite(p.grad).all():
+        amp = self.scaler.is_enabled()
+        self.scaler.unscale_(self.optimizer)  # the gradients as they will be applied (a no-op without AMP)
+        bad = next((name for name, p in unwrap_model(self.model).named_parameters()
+                    if p.grad is not None and not torch.isfinite(p.grad).all()), None)
+        if bad is not None and not amp:
+            raise FloatingPointError(
+                f"non-finite gradient in {bad} at epoch {self.epoch + 1}; training stopped before updating "
+                f"weights. Last good checkpoint: {self.last if self.last.exists() else 'none'}."
+            )
+        if bad is not None:
+            self.amp_skipped = getattr(self, "amp_skipped", 0) + 1
+            self._amp_streak = getattr(self, "_amp_streak", 0) + 1
+            if self._amp_streak >= self.AMP_SKIP_LIMIT:
                 raise FloatingPointError(
-                    f"non-finite gradient in {name} at epoch {self.epoch + 1}; training stopped before updating "
-                    f"weights. Last good checkpoint: {self.last if self.last.exists() else 'none'}."
+                    f"AMP skipped {self._amp_streak} optimizer steps in a row at epoch {self.epoch + 1} (gradients "
+                    f"still overflow at loss scale {self.scaler.get_scale():.3g}, e.g. in {bad}); training stopped. "
+                    f"Last good checkpoint: {self.last if self.last.exists() else 'none'}. Try --no-amp or a lower lr0."
                 )
-        super().optimizer_step()
+        else:
+            self._amp_streak = 0
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+        self.scaler.step(self.optimizer)  # GradScaler skips the step when it found inf/NaN in unscale_
+        self.scaler.update()  # ... and lowers its scale
+        self.optimizer.zero_grad()
+        if self.ema and bad is None:
+            self.ema.update(self.model)
+
+    def _amp_epoch_start(self) -> None:
+        self.amp_skipped = 0
+
+    def save_metrics(self, metrics):
+        """Ultralytics' results.csv row, with the optimizer steps AMP skipped in the epoch (0 without AMP)."""
+        skipped = int(getattr(self, "amp_skipped", 0))
+        if skipped and RANK in {-1, 0}:
+            LOGGER.info(f"epoch {self.epoch + 1}: AMP skipped {skipped} optimizer step(s) (fp16 overflow; "
+                        f"loss scale now {self.scaler.get_scale():.3g})")
+        if self.csv.is_file():  # a run resumed from before this column: keep its header's columns
+            with open(self.csv, encoding="utf-8") as f:
+                if "train/amp_skipped" not in f.readline():
+                    return super().save_metrics(metrics)
+        super().save_metrics({**metrics, "train/amp_skipped": skipped})
 
     def _handle_nan_recovery(self, epoch):
         if self.fitness is not None and not math.isfinite(float(self.fitness)):

@@ -209,16 +209,22 @@ def train(
     name: str = "exp",
     neuron: dict | None = None,
     distill: dict | None = None,
+    amp: bool = True,
     **overrides: Any,
 ) -> SNNTrainer:
     """Train SNN-ViT-YOLO. ``model``: variant (n/s/m), model YAML, or a checkpoint ``.pt`` to start
     from; ``neuron``: replace the config's neuron (e.g. ``{"name": "ilif", "max_spikes": 4}``);
-    ``distill``: teacher settings (``detector.engine.distill``); ``resume``: True (latest run) or the
+    ``distill``: teacher settings (``detector.engine.distill``); ``device``: ``detector.devices`` names
+    (several GPUs: DDP); ``amp``: mixed precision on CUDA (ignored on the CPU); ``resume``: True (latest run) or the
     path of a ``last.pt`` (``epochs`` may then raise the total, and the learning-rate schedule follows;
     default 100 for a new run). Returns the finished trainer (``trainer.save_dir``, ``trainer.best``,
     ``trainer.metrics``)."""
+    from ..devices import resolve_device
+
+    dev = resolve_device(device, multi=True)
+    device = dev.ultralytics  # Ultralytics' spelling: "cpu", "0", "0,1" (DDP)
     if distill:
-        if "," in str(device):
+        if len(dev.indices) > 1:
             raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
         from ..weights import load_ann_checkpoint
         from .distill import check_options
@@ -229,7 +235,7 @@ def train(
         load_ann_checkpoint(distill["teacher"])
     if resume:
         args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
-                "device": device, **overrides}
+                "device": device, **({} if amp else {"amp": False}), **overrides}
         args["model"] = str(resume) if not isinstance(resume, bool) else ""
         if epochs is not None:
             args["epochs"] = epochs
@@ -238,7 +244,7 @@ def train(
             raise ValueError("--timesteps / --neuron change the architecture; they cannot apply to a checkpoint")
         model_arg = str(model) if str(model).endswith(".pt") else str(resolve_model_yaml(model, timesteps, neuron))
         args = dict(model=model_arg, data=str(data), epochs=100 if epochs is None else epochs, imgsz=imgsz, batch=batch, device=device,
-                    project=str(Path(project).resolve()), name=name, **overrides)
+                    amp=bool(amp), project=str(Path(project).resolve()), name=name, **overrides)
     trainer = SNNTrainer(overrides=args, distill=distill)  # writes model.yaml into the run folder once the model is built
     trainer.train()
     return trainer

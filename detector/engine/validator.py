@@ -123,6 +123,7 @@ def evaluate(
     name}) renames model classes explicitly. Anything else is an error, never a silent re-labelling.
     """
     from .. import checks
+    from ..devices import resolve_device
     from ..io.dataset_yaml import load_dataset
     from ..weights import default_imgsz, load_model
 
@@ -133,14 +134,14 @@ def evaluate(
     checks.positive_int("batch", batch, 1024)
     if imgsz is not None:
         checks.imgsz(imgsz)
-    checks.device(device)
+    dev = resolve_device(device)
     checks.output_file(json_out, "--json")
     ds = load_dataset(data, split)  # a local YAML whose split exists; nothing downloaded or run
-    model = model if model is not None else load_model(weights, device=device)
+    model = model if model is not None else load_model(weights, device=dev.torch)
     check_class_names(model.names, ds["names"], class_map, weights or "the model", data)
     imgsz = imgsz or default_imgsz(model)
     args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf,
-                iou=iou, device=device, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
+                iou=iou, device=dev.ultralytics, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
                 save_json=False, verbose=True)
     validator = SNNValidator(args=args)
     own_names = dict(model.names)
