@@ -30,6 +30,12 @@ def main(argv=None) -> int:
                     help="replace the config's neuron: lif / if (binary spikes) or ilif (integer spikes, "
                          "expanded into binary events at inference)")
     ap.add_argument("--max-spikes", type=int, default=None, help="D, the largest spike count of --neuron ilif (default 4)")
+    ap.add_argument("--readout", choices=["spikes", "current"], default=None,
+                    help="how the head's branches end (default: the model config's): spikes (bounded logits) or "
+                         "current (the last layer's input current, folded into one synaptic conv at inference)")
+    ap.add_argument("--cls-prior", default=None, metavar="P|none",
+                    help="initial class probability of the head (e.g. 0.01), or none for Ultralytics' rule "
+                         "(default: the model config's)")
     ap.add_argument("--teacher", default=None, help="distil from this teacher file (written by tools/train_baseline.py)")
     ap.add_argument("--kd-cls", type=float, default=1.0, help="weight of the class distillation loss (default 1)")
     ap.add_argument("--kd-box", type=float, default=1.0, help="weight of the box (DFL) distillation loss (default 1)")
@@ -69,10 +75,17 @@ def main(argv=None) -> int:
             extra[key] = getattr(a, key)
     if a.resume:  # the checkpoint's arguments, except the few a resumed run may change
         extra = {} if a.close_mosaic is None else {"close_mosaic": a.close_mosaic}
-    if a.resume and (a.timesteps is not None or neuron):
-        ap.error("--timesteps / --neuron cannot change a resumed run")
+    if a.resume and (a.timesteps is not None or neuron or a.readout or a.cls_prior):
+        ap.error("--timesteps / --neuron / --readout / --cls-prior cannot change a resumed run")
+    prior = a.cls_prior
+    if prior is not None and prior != "none":
+        try:
+            prior = float(prior)
+        except ValueError:
+            ap.error(f"--cls-prior must be a probability or none, got {a.cls_prior!r}")
     t = train(a.data, a.model, a.epochs, a.imgsz, a.batch, a.device, a.timesteps, a.resume, a.project, a.name,
-              neuron=neuron, distill=distill, amp=not a.no_amp, **extra)
+              neuron=neuron, distill=distill, amp=not a.no_amp,
+              model_changes={"readout": a.readout, "cls_prior": prior}, **extra)
     print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
     return 0
 

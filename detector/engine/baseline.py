@@ -103,4 +103,4 @@ def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test"
                  for i, c in enumerate(m.ap_class_index)}
     return {"weights": str(weights), "split": split, "imgsz": imgsz, "map50": float(m.box.map50),
             "map50_95": float(m.box.map), "precision": float(m.box.mp), "recall": float(m.box.mr),
-            "per_class": per_class, **coco_report(v, split, float(m.box.map50), float(m.box.map))}
+            "per_class": per_class, "levels": v.levels.report(), **coco_report(v, split, float(m.box.map50), float(m.box.map))}

@@ -32,10 +32,21 @@ from ..settings import default_config_dir
 from .safe_trainer import SafeTrainer
 
 
-def resolve_model_yaml(model: str | Path | dict, timesteps: int | None = None, neuron: dict | None = None) -> Path:
-    """Write the resolved model config (variant + overrides, e.g. ``timesteps`` or a ``neuron`` dict)
-    to a content-addressed YAML that every process (DDP ranks included) can read, and return its path."""
+def resolve_model_yaml(model: str | Path | dict, timesteps: int | None = None, neuron: dict | None = None,
+                       **changes: Any) -> Path:
+    """Write the resolved model config (variant + overrides, e.g. ``timesteps``, a ``neuron`` dict, or
+    top-level ``changes`` such as ``readout="current"``; a change to ``"none"`` removes the key, e.g.
+    ``cls_prior="none"``) to a content-addressed YAML that every process (DDP ranks included) can read,
+    and return its path."""
     cfg = load_config(model, timesteps=timesteps, neuron=neuron)
+    for k, v in changes.items():
+        if v is None:
+            continue
+        if v == "none":
+            cfg.pop(k, None)
+        else:
+            cfg[k] = v
+    cfg = load_config(cfg)  # validated again with the changes
     text = yaml.safe_dump(cfg, sort_keys=False)
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
     out = default_config_dir().parent / "models" / f"{cfg.get('variant', 'snnvit-yolo')}-T{cfg['timesteps']}-{digest}.yaml"
@@ -210,10 +221,12 @@ def train(
     neuron: dict | None = None,
     distill: dict | None = None,
     amp: bool = True,
+    model_changes: dict | None = None,
     **overrides: Any,
 ) -> SNNTrainer:
     """Train SNN-ViT-YOLO. ``model``: variant (n/s/m), model YAML, or a checkpoint ``.pt`` to start
     from; ``neuron``: replace the config's neuron (e.g. ``{"name": "ilif", "max_spikes": 4}``);
+    ``model_changes``: other top-level config changes (``resolve_model_yaml``; e.g. ``{"readout": "current"}``);
     ``distill``: teacher settings (``detector.engine.distill``); ``device``: ``detector.devices`` names
     (several GPUs: DDP); ``amp``: mixed precision on CUDA (ignored on the CPU); ``resume``: True (latest run) or the
     path of a ``last.pt`` (``epochs`` may then raise the total, and the learning-rate schedule follows;
@@ -240,9 +253,12 @@ def train(
         if epochs is not None:
             args["epochs"] = epochs
     else:
-        if str(model).endswith(".pt") and (timesteps is not None or neuron):
-            raise ValueError("--timesteps / --neuron change the architecture; they cannot apply to a checkpoint")
-        model_arg = str(model) if str(model).endswith(".pt") else str(resolve_model_yaml(model, timesteps, neuron))
+        changes = {k: v for k, v in (model_changes or {}).items() if v is not None}
+        if str(model).endswith(".pt") and (timesteps is not None or neuron or changes):
+            raise ValueError("--timesteps / --neuron / --readout / --cls-prior change the architecture; they cannot "
+                             "apply to a checkpoint")
+        model_arg = str(model) if str(model).endswith(".pt") else str(resolve_model_yaml(model, timesteps, neuron,
+                                                                                         **changes))
         args = dict(model=model_arg, data=str(data), epochs=100 if epochs is None else epochs, imgsz=imgsz, batch=batch, device=device,
                     amp=bool(amp), project=str(Path(project).resolve()), name=name, **overrides)
     trainer = SNNTrainer(overrides=args, distill=distill)  # writes model.yaml into the run folder once the model is built

@@ -40,6 +40,19 @@ class SNNValidator(DetectionValidator):
     def init_metrics(self, model):
         super().init_metrics(model)
         self.coco_preds: list[dict[str, Any]] = []
+        self.levels = LevelTally()
+
+    def postprocess(self, preds):
+        """Ultralytics' NMS (as ``DetectionValidator.postprocess``), keeping the anchor index of every kept box
+        so that ``self.levels`` can tell which stride each detection came from."""
+        from ultralytics.utils import nms
+
+        outputs, kept = nms.non_max_suppression(
+            preds, self.args.conf, self.args.iou, nc=0, multi_label=True,
+            agnostic=self.args.single_cls or self.args.agnostic_nms, max_det=self.args.max_det, return_idxs=True)
+        raw = preds[0] if isinstance(preds, (list, tuple)) else preds
+        self.levels.add(outputs, kept, raw.shape[-1])
+        return [{"bboxes": x[:, :4], "conf": x[:, 4], "cls": x[:, 5], "extra": x[:, 6:]} for x in outputs]
 
     def update_metrics(self, preds, batch):
         super().update_metrics(preds, batch)
@@ -48,6 +61,44 @@ class SNNValidator(DetectionValidator):
             predn = self.scale_preds(self._prepare_pred(pred), pbatch)
             det = torch.cat((predn["bboxes"], predn["conf"][:, None], predn["cls"][:, None]), 1).cpu().numpy()
             self.coco_preds += coco_records(det, Path(pbatch["im_file"]).name, self.names)
+
+
+class LevelTally:
+    """Which detection-head level (stride 8, 16, 32) each kept detection came from: per level, the
+    detections scoring at least ``conf`` (detect's default threshold) and the highest score seen.
+
+    The anchors of one image are laid out level by level, ``h w / 64``, ``h w / 256``, ``h w / 1024`` of them
+    for an input of ``h x w`` (multiples of 32), i.e. 16/21, 4/21 and 1/21 of all anchors ``A``: an anchor
+    index tells its level from ``A`` alone."""
+
+    STRIDES = (8, 16, 32)
+
+    def __init__(self, conf: float = 0.25):
+        self.conf = conf
+        self.detections = [0, 0, 0]
+        self.max_score = [0.0, 0.0, 0.0]
+
+    @staticmethod
+    def level_of(index: torch.Tensor, anchors: int) -> torch.Tensor:
+        if anchors % 21:
+            raise ValueError(f"{anchors} anchors do not come from strides 8/16/32 on a multiple-of-32 input")
+        bounds = torch.tensor([anchors * 16 // 21, anchors * 20 // 21], device=index.device)
+        return torch.bucketize(index, bounds, right=True)  # 0, 1, 2
+
+    def add(self, outputs: list[torch.Tensor], kept: list[torch.Tensor], anchors: int) -> None:
+        for det, idx in zip(outputs, kept):
+            if not len(det):
+                continue
+            lv = self.level_of(idx.view(-1).long(), anchors)
+            for k in range(3):
+                s = det[lv == k, 4]
+                if len(s):
+                    self.detections[k] += int((s >= self.conf).sum())
+                    self.max_score[k] = max(self.max_score[k], float(s.max()))
+
+    def report(self) -> list[dict[str, Any]]:
+        return [{"stride": s, "detections": n, "max_score": round(m, 4), "conf": self.conf}
+                for s, n, m in zip(self.STRIDES, self.detections, self.max_score)]
 
 
 def coco_evaluate(gt_json: str | Path, predictions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -167,7 +218,7 @@ def evaluate(
     result: dict[str, Any] = {
         "split": split, "imgsz": int(imgsz), "images": int(validator.seen), "weights": str(weights) if weights else None,
         "precision": float(box.mp), "recall": float(box.mr), "map50": float(box.map50), "map": float(box.map),
-        "per_class": per_class, "save_dir": str(validator.save_dir),
+        "per_class": per_class, "save_dir": str(validator.save_dir), "levels": validator.levels.report(),
     }
     result.update(coco_report(validator, split, result["map50"], result["map"]))
     LOGGER.info(format_metrics(result))
@@ -273,6 +324,10 @@ def format_metrics(r: dict[str, Any]) -> str:
         lines.append(f"true-positive scores (IoU {sc['iou']}): median {sc['tp_scores']['p50']:.3f}, p90 "
                      f"{sc['tp_scores']['p90']:.3f}, max {sc['tp_scores']['max']:.3f}; "
                      f"{sc['tp_fraction_above']['0.5']:.0%} above 0.5")
+    if r.get("levels"):
+        lv = r["levels"]
+        lines.append(f"detections at conf >= {lv[0]['conf']} by level: " + ", ".join(
+            f"stride {x['stride']}: {x['detections']} (max score {x['max_score']:.3f})" for x in lv))
     if "pycocotools" in r:
         co = r["pycocotools"]
         lines.append(f"pycocotools: mAP50 {co['map50']:.4f}  mAP50-95 {co['map']:.4f}  "

@@ -12,6 +12,9 @@ Top-level keys:
     names      optional {index: class name}
     cls_prior  optional initial class probability of the head (RetinaNet prior, e.g. 0.01); absent:
                Ultralytics' rule (detector.nn.head.SpikingDetect.bias_init says why it matters)
+    readout    how the head's branches end: ``spikes`` (default; a 1x1 conv of the last neuron's spikes,
+               bounded) or ``current`` (the last layer's input current, folded into one synaptic conv at
+               inference; detector.nn.head says why)
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import yaml
 
 CFG_DIR = Path(__file__).resolve().parent / "cfg"
 VARIANTS = ("n", "s", "m")
-TOP_KEYS = {"nc", "timesteps", "reg_max", "backbone", "neck", "neuron", "saccade", "names", "channels", "cls_prior"}
+TOP_KEYS = {"nc", "timesteps", "reg_max", "backbone", "neck", "neuron", "saccade", "names", "channels", "cls_prior",
+            "readout"}
 BACKBONE_KEYS = {"widths", "depths", "heads", "mlp_ratio", "attn", "dilations"}
 NECK_KEYS = {"widths", "depth"}
 
@@ -145,6 +149,8 @@ def validate_config(d: dict) -> None:
         v = sac.get(key, 1.0)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (abs(float(v)) < 1e6 and v == v):
             raise ValueError(f"model config: saccade.{key} must be a finite number, got {v!r}")
+    if d.get("readout", "spikes") not in ("spikes", "current"):
+        raise ValueError(f"model config: readout must be spikes or current, got {d.get('readout')!r}")
     prior = d.get("cls_prior")
     if prior is not None and (isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 < prior < 0.5):
         raise ValueError(f"model config: cls_prior must be a probability in (0, 0.5), got {prior!r}")

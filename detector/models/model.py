@@ -41,7 +41,8 @@ class SNNViTYOLO(DetectionModel):
         neck_cfg = y.get("neck", {})
         neck = SpikingPAN(backbone.out_channels, neck_cfg.get("widths", backbone.out_channels),
                           int(neck_cfg.get("depth", 1)), y["neuron"])
-        head = SpikingDetect(int(y["nc"]), neck.out_channels, y["neuron"], reg_max=int(y["reg_max"]))
+        head = SpikingDetect(int(y["nc"]), neck.out_channels, y["neuron"], reg_max=int(y["reg_max"]),
+                             readout=y.get("readout", "spikes"))
         self.model = nn.ModuleList([backbone, neck, head])  # model[-1] is the Detect head, as Ultralytics expects
         self.save = []
         self.inplace = True
