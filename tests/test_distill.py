@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import detector  # noqa: F401
-from detector.engine.distill import Distiller, distill_losses, head_outputs, load_teacher
+from detector.engine.distill import Distiller, distill_losses, feature_loss, head_outputs, load_teacher, make_adapters
 from detector.weights import UnsafeCheckpointError, save_ann_checkpoint
 from _ssdd_subset import read_results_csv, ssdd_subset, train_short_run  # noqa: F401
 
@@ -48,6 +48,27 @@ def test_loss_is_zero_for_equal_outputs_and_positive_otherwise():
         assert cls > 0.01 and box > 0.01
         cls_only, box_same = distill_losses(s + 0.5, b, s, b, 16, tau)  # classes differ, boxes equal
         assert cls_only > 0 and box_same.abs() < 1e-6
+
+
+def test_feature_loss_is_zero_when_the_adapted_student_matches_and_trains_both():
+    """Identity adapters and student maps equal to the teacher's standardised maps: loss 0; otherwise > 0,
+    with gradients reaching the student's maps and the adapters."""
+    g = torch.Generator().manual_seed(0)
+    t_feats = [torch.randn(2, c, s, s, generator=g) * 3 + 1 for c, s in ((4, 8), (6, 4), (8, 2))]
+    adapters = make_adapters([4, 6, 8], [4, 6, 8])
+    with torch.no_grad():
+        for a in adapters:
+            a.weight.copy_(torch.eye(a.in_channels).view(a.out_channels, a.in_channels, 1, 1))
+            a.bias.zero_()
+    s_exact = [(t - t.mean((0, 2, 3), keepdim=True)) / (t.std((0, 2, 3), keepdim=True) + 1e-6) for t in t_feats]
+    assert feature_loss(s_exact, t_feats, adapters) < 1e-10
+    s_feats = [torch.rand(x.shape, generator=g).requires_grad_() for x in t_feats]
+    loss = feature_loss(s_feats, t_feats, adapters)
+    assert loss > 0.1
+    loss.backward()
+    assert all(s.grad.abs().sum() > 0 for s in s_feats) and all(a.weight.grad.abs().sum() > 0 for a in adapters)
+    with pytest.raises(ValueError, match="levels"):
+        feature_loss(s_feats[:2], t_feats, adapters)
 
 
 def test_loss_rejects_heads_that_do_not_match():
@@ -119,16 +140,23 @@ def test_short_training_with_a_teacher(ssdd_subset: Path, teacher_file: Path, tm
     digest = hashlib.sha256(teacher_file.read_bytes()).hexdigest()
     t = train(ssdd_subset, model="n", epochs=1, imgsz=160, batch=8, timesteps=1, project=tmp_path, name="kd",
               neuron={"name": "ilif", "max_spikes": 4}, distill={"teacher": str(teacher_file), "cls_weight": 1.0,
-                                                                  "box_weight": 0.5},
+                                                                  "box_weight": 0.5, "feat_weight": 1.0},
               workers=0, plots=False, seed=0, mosaic=0.0, close_mosaic=0, val=True, verbose=False, amp=False)
     rows = read_results_csv(Path(t.save_dir) / "results.csv")
     assert float(rows[0]["train/kd_cls"]) > 0 and float(rows[0]["train/kd_box"]) > 0
+    assert float(rows[0]["train/kd_feat"]) > 0  # neck-feature distillation through the adapters
     assert hashlib.sha256(teacher_file.read_bytes()).hexdigest() == digest
     fresh = load_teacher(teacher_file)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), t.distiller.teacher.state_dict().values()))
     ck = torch.load(t.last, weights_only=True)
     assert ck["distill"]["teacher_sha256"] == digest and ck["distill"]["box_weight"] == 0.5
     assert not any(k.startswith("teacher") for k in ck["state_dict"])  # no teacher weight in the student file
+    # the adapters are training state: in the training checkpoint, in the optimizer, not in the model
+    assert ck["distill"]["feat_weight"] == 1.0 and len(ck["distill_adapters"]) == 6
+    assert len(ck["optimizer"]["param_groups"]) == 4
+    assert not any("adapter" in k for k in ck["state_dict"])
+    trained = {k: v for k, v in t.distiller.adapters.state_dict().items()}
+    assert all(torch.equal(trained[k].cpu(), v) for k, v in ck["distill_adapters"].items())
     assert ck["config"]["neuron"] == {"name": "ilif", "max_spikes": 4}
 
 

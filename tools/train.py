@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kd-cls", type=float, default=1.0, help="weight of the class distillation loss (default 1)")
     ap.add_argument("--kd-box", type=float, default=1.0, help="weight of the box (DFL) distillation loss (default 1)")
     ap.add_argument("--kd-temperature", type=float, default=1.0, help="distillation temperature (default 1)")
+    ap.add_argument("--kd-feat", type=float, default=0.0,
+                    help="weight of the neck-feature distillation (P3-P5 through 1x1 adapters; default 0: off)")
     ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run or a last.pt")
     ap.add_argument("--project", default="runs/train")
     ap.add_argument("--name", default="exp")
@@ -67,7 +69,8 @@ def main(argv=None) -> int:
         neuron = {"name": a.neuron}
     distill = None
     if a.teacher:
-        distill = {"teacher": a.teacher, "cls_weight": a.kd_cls, "box_weight": a.kd_box, "temperature": a.kd_temperature}
+        distill = {"teacher": a.teacher, "cls_weight": a.kd_cls, "box_weight": a.kd_box, "temperature": a.kd_temperature,
+                   "feat_weight": a.kd_feat}
     extra = dict(workers=a.workers, seed=a.seed, patience=a.patience, optimizer=a.optimizer,
                  close_mosaic=10 if a.close_mosaic is None else a.close_mosaic, plots=not a.no_plots)
     for key in ("lr0", "momentum", "warmup_bias_lr"):

@@ -14,6 +14,12 @@ anchor of the student is therefore supervised by the same anchor of the teacher:
 Both are multiplied by ``tau^2`` (gradient scale independent of the temperature) and by their weights.
 Both are zero exactly when the student's head outputs equal the teacher's, and positive otherwise.
 
+Optionally (``feat_weight`` > 0) the neck outputs are distilled too: at each level (stride 8, 16, 32) the
+student's firing-rate map (its spikes averaged over T, ``(B, C_s, h, w)``) goes through a small adapter
+(a 1x1 conv to the teacher's width, trained with the student and discarded after training) and is pulled
+towards the teacher's neck output, standardised per channel over the batch (so levels and channels of
+different scales weigh alike): the mean squared error, averaged over the levels.
+
 The teacher is frozen and in eval mode; it runs under ``torch.no_grad`` on the student's batch. Its
 file is a baseline checkpoint: plain tensors plus an allow-listed architecture name
 (``detector.weights.load_ann_checkpoint``), read with ``weights_only=True``: loading it never runs
@@ -79,9 +85,36 @@ def distill_losses(s_scores: torch.Tensor, s_boxes: torch.Tensor, t_scores: torc
     return cls * tau * tau, box * tau * tau
 
 
-def check_options(cls_weight: float, box_weight: float, temperature: float) -> None:
+def feature_loss(s_feats: list[torch.Tensor], t_feats: list[torch.Tensor], adapters: nn.ModuleList) -> torch.Tensor:
+    """Neck distillation (module docstring): student maps ``(B, C_s, h, w)`` through ``adapters`` against the
+    teacher's ``(B, C_t, h, w)`` standardised per channel; MSE averaged over the levels. A scalar >= 0."""
+    if len(s_feats) != len(t_feats) or len(adapters) != len(s_feats):
+        raise ValueError(f"feature distillation needs as many levels in student ({len(s_feats)}), teacher "
+                         f"({len(t_feats)}) and adapters ({len(adapters)})")
+    total = s_feats[0].new_zeros(())
+    for s, t, a in zip(s_feats, t_feats, adapters):
+        t = t.float()
+        if s.shape[-2:] != t.shape[-2:]:
+            raise ValueError(f"student and teacher feature maps differ in size: {tuple(s.shape)} vs {tuple(t.shape)}")
+        mu, sd = t.mean((0, 2, 3), keepdim=True), t.std((0, 2, 3), keepdim=True)
+        total = total + F.mse_loss(a(s.float()), (t - mu) / (sd + 1e-6))
+    return total / len(s_feats)
+
+
+def make_adapters(student_widths: list[int], teacher_widths: list[int]) -> nn.ModuleList:
+    """One 1x1 conv per level from the student's neck width to the teacher's."""
+    return nn.ModuleList(nn.Conv2d(int(c_s), int(c_t), 1) for c_s, c_t in zip(student_widths, teacher_widths))
+
+
+def teacher_widths(teacher: nn.Module) -> list[int]:
+    """The channels of the feature maps a Ultralytics detect head reads (its box branches' first conv)."""
+    head = teacher.model[-1]
+    return [int(b[0].conv.in_channels) for b in head.cv2]
+
+
+def check_options(cls_weight: float, box_weight: float, temperature: float, feat_weight: float = 0.0) -> None:
     """The distillation weights (finite, >= 0) and temperature (in (0, 100)), or a one-line ValueError."""
-    for name, v in (("cls_weight", cls_weight), ("box_weight", box_weight)):
+    for name, v in (("cls_weight", cls_weight), ("box_weight", box_weight), ("feat_weight", feat_weight)):
         if not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
             raise ValueError(f"distillation {name} must be a finite number >= 0, got {v!r}")
     if not (isinstance(temperature, (int, float)) and 0 < temperature < 100):
@@ -99,15 +132,22 @@ class Distiller:
     temperature: float = 1.0
     source: str = ""
     sha256: str = ""
+    feat_weight: float = 0.0
+    adapters: nn.ModuleList | None = None  # feature distillation (feat_weight > 0): trained, never saved in weights
 
     def __post_init__(self):
-        check_options(self.cls_weight, self.box_weight, self.temperature)
+        check_options(self.cls_weight, self.box_weight, self.temperature, self.feat_weight)
 
     def __deepcopy__(self, memo):
         return self
 
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The loss items this distiller adds, in order."""
+        return ("kd_cls", "kd_box") + (("kd_feat",) if self.feat_weight > 0 else ())
+
     def losses(self, student: dict[str, torch.Tensor], img: torch.Tensor, reg_max: int) -> torch.Tensor:
-        """Weighted (class KD, box KD) as a 2-vector for the student's raw head outputs on ``img``."""
+        """Weighted (class KD, box KD[, feature KD]) as a vector for the student's raw head outputs on ``img``."""
         dev = img.device
         if next(self.teacher.parameters()).device != dev:
             self.teacher.to(dev)
@@ -116,23 +156,40 @@ class Distiller:
             t = head_outputs(self.teacher, img)
         cls, box = distill_losses(student["scores"], student["boxes"], t["scores"], t["boxes"], reg_max,
                                   self.temperature)
-        return torch.stack((cls * self.cls_weight, box * self.box_weight))
+        out = [cls * self.cls_weight, box * self.box_weight]
+        if self.feat_weight > 0:
+            if self.adapters is None or "feats" not in student or "feats" not in t:
+                raise ValueError("feature distillation needs adapters and the neck outputs of student and teacher")
+            self.adapters.to(dev)
+            out.append(feature_loss(list(student["feats"]), list(t["feats"]), self.adapters) * self.feat_weight)
+        return torch.stack(out)
 
     def describe(self) -> dict[str, Any]:
         return {"teacher": self.source, "teacher_sha256": self.sha256, "cls_weight": float(self.cls_weight),
-                "box_weight": float(self.box_weight), "temperature": float(self.temperature)}
+                "box_weight": float(self.box_weight), "temperature": float(self.temperature),
+                "feat_weight": float(self.feat_weight)}
 
 
 def make_distiller(teacher: str | Path, cls_weight: float = 1.0, box_weight: float = 1.0, temperature: float = 1.0,
-                   device: str | torch.device = "cpu") -> Distiller:
+                   device: str | torch.device = "cpu", feat_weight: float = 0.0,
+                   student_widths: list[int] | None = None) -> Distiller:
+    """A ``Distiller`` for ``teacher``; with ``feat_weight`` > 0, adapters from ``student_widths`` (the student's
+    neck widths at strides 8, 16, 32) to the teacher's."""
     from ..weights import sha256
 
-    return Distiller(load_teacher(teacher, device), cls_weight, box_weight, temperature, str(teacher), sha256(teacher))
+    model = load_teacher(teacher, device)
+    adapters = None
+    if feat_weight > 0:
+        if not student_widths:
+            raise ValueError("feature distillation needs the student's neck widths")
+        adapters = make_adapters(student_widths, teacher_widths(model)).to(device)
+    return Distiller(model, cls_weight, box_weight, temperature, str(teacher), sha256(teacher), float(feat_weight),
+                     adapters)
 
 
 class DistillDetectionLoss:
-    """Ultralytics' detection loss plus the distillation terms, as extra loss items ``kd_cls`` and
-    ``kd_box`` (zero in validation, where the model returns decoded predictions)."""
+    """Ultralytics' detection loss plus the distillation terms, as extra loss items ``kd_cls``, ``kd_box``
+    (and ``kd_feat``) (zero in validation, where the model returns decoded predictions)."""
 
     def __init__(self, base, distiller: Distiller, reg_max: int):
         self.base, self.distiller, self.reg_max = base, distiller, reg_max
@@ -144,6 +201,6 @@ class DistillDetectionLoss:
         if isinstance(preds, dict):  # training: raw outputs; distil on the same images
             kd = self.distiller.losses(raw, batch["img"], self.reg_max)
         else:
-            kd = torch.zeros(2, device=loss.device)
-        items = {**items, "kd_cls": kd[0].detach(), "kd_box": kd[1].detach()}
+            kd = torch.zeros(len(self.distiller.terms), device=loss.device)
+        items = {**items, **{k: v.detach() for k, v in zip(self.distiller.terms, kd)}}
         return torch.cat((loss, kd * bs)), items

@@ -81,7 +81,11 @@ class SNNTrainer(SafeTrainer):
         return model
 
     def checkpoint_fields(self):
-        return {"distill": self.distiller.describe() if self.distiller is not None else None,
+        d = self.distiller
+        adapters = None
+        if d is not None and d.adapters is not None:  # feature-distillation adapters: training state, not weights
+            adapters = {k: v.detach().cpu().clone() for k, v in d.adapters.state_dict().items()}
+        return {"distill": d.describe() if d is not None else None, "distill_adapters": adapters,
                 "train_image_size": self.train_image_size()}
 
     def train_image_size(self) -> int | None:
@@ -100,12 +104,15 @@ class SNNTrainer(SafeTrainer):
         stored = ckpt.get("distill")
         if self.distill_args is None and isinstance(stored, dict) and stored.get("teacher"):
             self.distill_args = {k: stored.get(k) for k in ("teacher", "cls_weight", "box_weight", "temperature",
-                                                            "teacher_sha256")}
+                                                            "teacher_sha256", "feat_weight")}
             if not Path(str(stored["teacher"])).is_file():
                 raise FileNotFoundError(f"{path} was trained with teacher {stored['teacher']}, which is not there; "
                                         "pass --teacher PATH to resume")
         elif self.distill_args is not None and isinstance(stored, dict):
             self.distill_args.setdefault("teacher_sha256", stored.get("teacher_sha256"))
+        adapters = ckpt.get("distill_adapters")
+        if self.distill_args is not None and isinstance(adapters, dict):
+            self.distill_args["adapters_state"] = adapters  # plain tensors, loaded into the adapters strictly
 
     # -- model -------------------------------------------------------------------------------------
     def get_model(self, cfg=None, weights=None, verbose: bool = True) -> SNNViTYOLO:
@@ -127,7 +134,10 @@ class SNNTrainer(SafeTrainer):
     def get_validator(self):
         from .validator import SNNValidator
 
-        self.loss_names = ("box_loss", "cls_loss", "dfl_loss") + (("kd_cls", "kd_box") if self.distill_args else ())
+        kd = ()
+        if self.distill_args:
+            kd = ("kd_cls", "kd_box") + (("kd_feat",) if float(self.distill_args.get("feat_weight") or 0) > 0 else ())
+        self.loss_names = ("box_loss", "cls_loss", "dfl_loss") + kd
         return SNNValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)
 
     # -- batch-norm recalibration before every validation ------------------------------------------
@@ -187,8 +197,16 @@ class SNNTrainer(SafeTrainer):
         from .distill import make_distiller
 
         a = self.distill_args
+        student = unwrap_model(self.model)
         d = make_distiller(a["teacher"], float(a.get("cls_weight", 1.0)), float(a.get("box_weight", 1.0)),
-                           float(a.get("temperature", 1.0)), self.device)
+                           float(a.get("temperature", 1.0)), self.device, float(a.get("feat_weight") or 0.0),
+                           list(student.neck.out_channels))
+        if d.adapters is not None and a.get("adapters_state") is not None:
+            try:
+                d.adapters.load_state_dict(a["adapters_state"], strict=True)
+            except (RuntimeError, TypeError) as e:
+                raise ValueError(f"the checkpoint's feature-distillation adapters do not fit this run: "
+                                 f"{str(e).splitlines()[0]}") from e
         if a.get("teacher_sha256") and a["teacher_sha256"] != d.sha256:
             raise ValueError(f"teacher {a['teacher']} differs from the one this run was trained with (sha256 "
                              f"{a['teacher_sha256'][:12]}...); pass the same --teacher to resume")
@@ -204,7 +222,16 @@ class SNNTrainer(SafeTrainer):
         model = unwrap_model(self.model)  # its EMA copy (made after this) shares the teacher: Distiller is never copied
         model.criterion = DistillDetectionLoss(v8DetectionLoss(model), d, int(model.yaml["reg_max"]))
         LOGGER.info(f"distillation: teacher {d.source} (class KD x{d.cls_weight}, box KD x{d.box_weight}, "
-                    f"temperature {d.temperature})")
+                    f"temperature {d.temperature}" + (f", neck features x{d.feat_weight}" if d.feat_weight else "") + ")")
+
+    def build_optimizer(self, model, name="auto", lr=0.001, momentum=0.9, decay=1e-5, iterations=1e5):
+        """Ultralytics' optimizer, plus a parameter group for the feature-distillation adapters (no weight
+        decay), which train with the student but are not part of it."""
+        opt = super().build_optimizer(model, name, lr, momentum, decay, iterations)
+        if self.distiller is not None and self.distiller.adapters is not None:
+            opt.add_param_group({"params": list(self.distiller.adapters.parameters()), "weight_decay": 0.0,
+                                 "param_group": "kd_adapters"})
+        return opt
 
 
 def train(
@@ -234,17 +261,16 @@ def train(
     ``trainer.metrics``)."""
     from ..devices import resolve_device
 
-    dev = resolve_device(device, multi=True)
-    device = dev.ultralytics  # Ultralytics' spelling: "cpu", "0", "0,1" (DDP)
+    if distill and "," in str(device):
+        raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
+    device = resolve_device(device, multi=True).ultralytics  # Ultralytics' spelling: "cpu", "0", "0,1" (DDP)
     if distill:
-        if len(dev.indices) > 1:
-            raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
         from ..weights import load_ann_checkpoint
         from .distill import check_options
 
         # the options and the teacher file, checked before any work
         check_options(float(distill.get("cls_weight", 1.0)), float(distill.get("box_weight", 1.0)),
-                      float(distill.get("temperature", 1.0)))
+                      float(distill.get("temperature", 1.0)), float(distill.get("feat_weight") or 0.0))
         load_ann_checkpoint(distill["teacher"])
     if resume:
         args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
