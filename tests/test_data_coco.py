@@ -117,3 +117,27 @@ def test_split_discovery(tmp_path: Path) -> None:
     assert {r.split for r in ds.records} == {"val"}
     with pytest.raises(ValueError, match="train_copy.json"):
         read_coco(tmp_path, splits={"train": ("annotations/train_copy.json", None)})
+
+
+def test_nepu_held_out_test_split_with_val_carved_from_train(tmp_path: Path, nepu_root: Path) -> None:
+    """The NEPU model's layout (README, weights/README.md): ``valid`` becomes the untouched test split and val is
+    a seeded 15 % of train, the same images on every run."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"nepu{k}"
+        r = subprocess.run([sys.executable, str(repo / "tools" / "convert.py"), "coco", "--root", str(nepu_root), "--out",
+                            str(out), "--link", "symlink", "--ann", "train=annotations/train.json",
+                            "test=annotations/valid.json", "--images", "train=train2017", "test=val2017",
+                            "--val-fraction", "0.15"], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(out)
+    counts = {s: v["images"] for s, v in check_output(outs[0]).items()}
+    assert counts == {"train": 293, "val": 52, "test": 87}
+    valid = {im["file_name"] for im in json.loads((nepu_root / "annotations" / "valid.json").read_text())["images"]}
+    assert {p.name for p in (outs[0] / "images" / "test").iterdir()} == valid
+    assert sorted(p.name for p in (outs[0] / "images" / "val").iterdir()) == \
+        sorted(p.name for p in (outs[1] / "images" / "val").iterdir())

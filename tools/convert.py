@@ -4,6 +4,7 @@
     python tools/convert.py ssdd --root SSDD --out data/ssdd [--val-fraction 0.1]
     python tools/convert.py voc  --root VOCROOT --out data/voc [--classes a b] [--split auto|imagesets|seeded|ssdd]
     python tools/convert.py coco --root COCOROOT --out data/coco [--ann train=annotations/train.json --images train=train2017]
+                                 [--val-fraction 0.15]  # a val split carved from train, when the files give none
 
 A thin shell over :mod:`detector.data`; every option maps to a reader argument of the same name.
 """
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     voc.add_argument("--classes", nargs="+", help="class names in index order (default: all names found, sorted)")
     voc.add_argument("--split", choices=("auto", "imagesets", "seeded", "ssdd"), default="auto")
     voc.add_argument("--skip-difficult", action="store_true", help="leave out objects marked difficult")
-    coco = sub.add_parser("coco", parents=[common], help="COCO json per split")
+    coco = sub.add_parser("coco", parents=[common, seed, val], help="COCO json per split")
     coco.add_argument("--ann", nargs="+", metavar="SPLIT=JSON", help="split files (default: found under --root)")
     coco.add_argument("--images", nargs="+", metavar="SPLIT=DIR", help="image folder per split (default: found)")
     return p
@@ -93,6 +94,7 @@ def _convert(args: argparse.Namespace) -> dict[str, Any]:
         if set(dirs) - set(anns):
             raise SystemExit(f"--images names splits without --ann: {sorted(set(dirs) - set(anns))}")
         ds = dd.read_coco(args.root, splits={s: (j, dirs.get(s)) for s, j in anns.items()} if anns else None)
+        dd.carve_val_records(ds, args.val_fraction, args.split_seed)
     return dd.write_dataset(ds, args.out, link=args.link, overwrite=args.overwrite)
 
 

@@ -14,7 +14,7 @@ from .check import check_output
 from .coco import discover_coco_splits, read_coco
 from .nwpu import NWPU_CLASSES, parse_nwpu_lines, read_nwpu
 from .records import DEFAULT_RATIOS, SPLITS, Box, DataProblemWarning, ImageRecord, Problem, ProblemLog, SourceDataset
-from .splits import carve_val, seeded_split, ssdd_split
+from .splits import carve_val, carve_val_records, seeded_split, ssdd_split
 from .voc import read_ssdd, read_voc
 from .writer import LINK_MODES, write_dataset, yolo_line
 
@@ -45,7 +45,7 @@ def convert_coco(root: str | Path, out: str | Path, *, link: str = "copy", overw
 
 __all__ = [
     "DEFAULT_RATIOS", "LINK_MODES", "NWPU_CLASSES", "SPLITS", "Box", "DataProblemWarning", "ImageRecord", "Problem",
-    "ProblemLog", "SourceDataset", "carve_val", "check_output", "convert_coco", "convert_nwpu", "convert_ssdd", "convert_voc",
+    "ProblemLog", "SourceDataset", "carve_val", "carve_val_records", "check_output", "convert_coco", "convert_nwpu", "convert_ssdd", "convert_voc",
     "discover_coco_splits", "parse_nwpu_lines", "read_coco", "read_nwpu", "read_ssdd", "read_voc", "seeded_split",
     "ssdd_split", "write_dataset", "yolo_line",
 ]

@@ -56,3 +56,20 @@ def carve_val(split: dict[str, str], fraction: float, seed: int = 0) -> dict[str
     random.Random(seed).shuffle(train)
     moved = set(train[: round(len(train) * fraction)])
     return {k: ("val" if k in moved else s) for k, s in split.items()}
+
+
+def carve_val_records(ds, fraction: float, seed: int = 0) -> None:
+    """Move a seeded ``fraction`` of a read dataset's train images to val, in place (for formats whose own
+    splits have no val, e.g. a COCO set with train and test files only); noted in ``ds.notes`` and
+    ``ds.options``. Refused when the dataset already has a val split."""
+    if fraction <= 0:
+        return
+    if any(r.split == "val" for r in ds.records):
+        raise ValueError("the dataset already has a val split; --val-fraction carves one only where there is none")
+    keys = {str(r.src): r.split for r in ds.records}
+    split = carve_val(keys, fraction, seed)
+    for r in ds.records:
+        r.split = split[str(r.src)]
+    moved = sum(s == "val" for s in split.values())
+    ds.options["val_fraction"], ds.options["split_seed"] = fraction, seed
+    ds.notes.append(f"val is {fraction} of train, seeded random (seed {seed}): {moved} images")
