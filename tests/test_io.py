@@ -1,8 +1,6 @@
 """Detection I/O (``detector.io``) and sliced inference (``detector.engine.tiling``):
 
-* georeferencing read from a GeoTIFF the test writes itself: a known transform gives known map
-  corners for a known box, in the GeoJSON that ``--save-geojson`` writes (pixel corners for a plain
-  image); tie point + scale, pixel-is-point and the full transformation matrix;
+* the writers' registry (georeferencing and the GeoJSON writer are tested in ``test_geo.py``);
 * the letterbox there and back; the tile grid covers the scene with the requested overlap;
 * a real SSDD image pasted at three places into a 4000 x 3000 SAR-like canvas: the ships found on
   the image alone are found on the canvas at the right coordinates with tiles, and not without;
@@ -18,14 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import tifffile
 import torch
 from torch import nn
 
 import detector  # noqa: F401
 from detector.engine.predictor import detect, predict_image
 from detector.engine.tiling import predict_tiled
-from detector.io.geo import GeoReference, georeference_from_tags, read_georeference
 from detector.io.letterbox import Letterbox
 from detector.io.tiles import tile_grid, tile_starts
 from detector.io.writers import WRITERS, make_writers
@@ -46,77 +42,6 @@ class FixedBox(nn.Module):
         x1, y1, x2, y2 = self.box
         row = torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.9]).view(1, 5, 1)
         return row.repeat(x.shape[0], 1, 1)
-
-
-def write_geotiff(path: Path, img: np.ndarray, extratags) -> Path:
-    tifffile.imwrite(str(path), img, extratags=extratags)
-    return path
-
-
-def geokeys(epsg: int, raster_type: int = 1) -> tuple:
-    # header (version 1, rev 1.0, 3 keys) + (GTModelType=1 projected) + (GTRasterType) + (ProjectedCSType)
-    return (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, raster_type, 3072, 0, 1, epsg)
-
-
-def scale_tie_tags(sx, sy, X, Y, epsg, raster_type=1):
-    return [(33550, "d", 3, (sx, sy, 0.0), False), (33922, "d", 6, (0.0, 0.0, 0.0, X, Y, 0.0), False),
-            (34735, "H", len(geokeys(epsg, raster_type)), geokeys(epsg, raster_type), False)]
-
-
-def test_geotiff_box_gives_known_map_corners_in_geojson(tmp_path):
-    """10 m pixels, top-left corner at (500000, 4500000) in EPSG:32633: the box (100, 50)-(200, 150)
-    (pixels) has corners X = 500000 + 10 x, Y = 4500000 - 10 y."""
-    src = tmp_path / "scenes"
-    src.mkdir()
-    img = np.full((320, 320, 3), 40, np.uint8)
-    write_geotiff(src / "scene.tif", img, scale_tie_tags(10.0, 10.0, 500000.0, 4500000.0, 32633))
-    cv2.imwrite(str(src / "plain.png"), img)
-    g = read_georeference(src / "scene.tif")
-    assert g == GeoReference(10.0, 0.0, 500000.0, 0.0, -10.0, 4500000.0, "EPSG:32633")
-    assert read_georeference(src / "plain.png") is None
-    out = tmp_path / "out"
-    detect(src, out=out, model=FixedBox((100.0, 50.0, 200.0, 150.0)), imgsz=320, outputs=("geojson",), verbose=False)
-    fc = json.loads((out / "detections.geojson").read_text())
-    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 2
-    by_src = {f["properties"]["source"]: f for f in fc["features"]}
-    geo, pix = by_src["scene.tif"], by_src["plain.png"]
-    ring = geo["geometry"]["coordinates"][0]
-    assert ring == [[501000.0, 4499500.0], [502000.0, 4499500.0], [502000.0, 4498500.0], [501000.0, 4498500.0],
-                    [501000.0, 4499500.0]]
-    assert geo["properties"]["crs"] == "EPSG:32633" and geo["properties"]["coordinates"] == "map"
-    assert geo["properties"]["class"] == "ship" and geo["properties"]["score"] == pytest.approx(0.9)
-    assert pix["properties"]["coordinates"] == "pixel" and pix["properties"]["crs"] is None
-    assert pix["geometry"]["coordinates"][0] == [[100.0, 50.0], [200.0, 50.0], [200.0, 150.0], [100.0, 150.0],
-                                                 [100.0, 50.0]]
-    assert "crs" not in fc  # mixed map / pixel features: no collection-wide CRS
-    assert not (out / "detections.geojsonl").exists()
-
-
-def test_geojson_collection_crs_and_cli(tmp_path):
-    src = tmp_path / "s"
-    src.mkdir()
-    img = np.full((320, 320), 40, np.uint8)
-    write_geotiff(src / "a.tif", img, scale_tie_tags(0.5, 0.5, 1000.0, 2000.0, 3857))
-    out = tmp_path / "o"
-    detect(src, out=out, model=FixedBox((10.0, 20.0, 30.0, 60.0)), imgsz=320, outputs=("image", "geojson"), verbose=False)
-    fc = json.loads((out / "detections.geojson").read_text())
-    assert fc["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::3857"
-    assert fc["features"][0]["geometry"]["coordinates"][0][0] == [1005.0, 1990.0]
-    assert (out / "a.jpg").is_file()
-
-
-def test_georeference_variants():
-    # pixel-is-point: the tie point is a pixel centre, so the corner moves half a pixel up-left
-    tags = {t[0]: t[3] for t in scale_tie_tags(2.0, 2.0, 100.0, 200.0, 32633, raster_type=2)}
-    g = georeference_from_tags(tags)
-    assert g.to_map(0, 0) == (99.0, 201.0) and g.to_map(0.5, 0.5) == (100.0, 200.0)
-    # a full (rotated) transformation matrix
-    m = (0.0, 1.0, 0.0, 10.0, -1.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
-    g = georeference_from_tags({34264: m, 34735: geokeys(4326)})
-    assert g.to_map(3, 4) == (14.0, 17.0) and g.crs == "EPSG:4326"
-    # user-defined CRS: placed, CRS unknown; no transform: not georeferenced
-    assert georeference_from_tags({t[0]: t[3] for t in scale_tie_tags(1, 1, 0, 0, 32767)}).crs is None
-    assert georeference_from_tags({34735: geokeys(4326)}) is None
 
 
 def test_writer_registry():

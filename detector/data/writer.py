@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from ..checks import inside
+from ..io.images import convert_to_8bit
 from .images import MIN_SIDE, ImageInfo, is_image, probe_image
 from .records import SPLITS, DataProblemWarning, ImageRecord, ProblemLog, SourceDataset
 
@@ -238,6 +239,8 @@ def _clear(out: Path, files: list[Path]) -> None:
 
 
 def _place(src: Path, dst: Path, link: str) -> None:
+    if convert_to_8bit(src, dst):  # 16-bit / float: detection's own 8-bit scaling, written once (any link mode)
+        return
     if link == "symlink":
         dst.symlink_to(src.resolve())
         return

@@ -1,10 +1,16 @@
 """Reading images, and expanding a source (folder, file, glob) into image and video files.
 
-Remote-sensing imagery is often not 8-bit RGB: grayscale SAR, RGBA, 16-bit or float GeoTIFF. Every
-image is turned into an 8-bit BGR array (``read_image``); ``load_image`` also returns what the file
-says about where it lies on the ground (a GeoTIFF's transform and CRS, ``detector.io.geo``). A file
-that cannot be read raises ``ImageReadError`` naming it, and callers skip it with a warning and list
-it in their summary, so one bad file never stops a folder.
+Remote-sensing imagery is often not 8-bit RGB: grayscale SAR, RGBA, 16-bit or float GeoTIFF, JPEG 2000,
+Cloud-Optimized GeoTIFF. Every image is turned into an 8-bit BGR array (``read_image``): GeoTIFF and
+JPEG 2000 through GDAL (``detector.io.gdal``) when rasterio is installed, everything else through
+OpenCV (tifffile for TIFFs OpenCV declines). ``load_image`` also returns where the image lies on the
+ground (``detector.io.geo``). A file that cannot be read raises ``ImageReadError`` naming it, and
+callers skip it with a warning and list it in their summary, so one bad file never stops a folder.
+
+Images that are not 8-bit (16-bit SAR amplitude, float, complex) are scaled by ``to_uint8``: a linear
+stretch between the 0.5th and 99.5th percentiles of the image's values. Detection applies it when it
+reads a file, and the dataset converters write training images through the same function
+(``convert_to_8bit``), so a model sees 16-bit scenes the same way in training and in detection.
 
 ``IMAGE_SUFFIXES`` is the project's one list of image suffixes: exactly what Ultralytics' data loader
 reads, so the converters write only images training can use and every tool accepts the same files.
@@ -19,6 +25,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import cv2
 import numpy as np
+
+from .sidecars import find_sidecars
 
 # ultralytics.data.utils.IMG_FORMATS / VID_FORMATS in 8.4 (tests/test_data_tools.py keeps them in sync)
 IMAGE_SUFFIXES = frozenset({"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"})
@@ -45,19 +53,46 @@ def is_video(path: str | Path) -> bool:
     return suffix(path) in VIDEO_SUFFIXES
 
 
+# -- 8-bit scaling: one definition for training conversion and detection ------------------------
+STRETCH_PERCENTILES = (0.5, 99.5)
+STRETCH_SAMPLES = 1 << 22  # percentiles from every k-th value, at most ~4 M: exact for tiles, fast for scenes
+_BLOCK = 1 << 20  # values scaled at a time (bounds the float copy for large scenes)
+
+
+def stretch_range(img: np.ndarray) -> tuple[float, float]:
+    """``(lo, hi)`` of the 8-bit stretch: the 0.5th and 99.5th percentiles of the image's finite values,
+    all bands together (colours keep their balance)."""
+    flat = img.reshape(-1)
+    a = flat[:: max(1, flat.size // STRETCH_SAMPLES)].astype(np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(a, STRETCH_PERCENTILES))
+    return lo, (hi if hi > lo else lo + 1.0)
+
+
+def apply_stretch(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``255 (v - lo) / (hi - lo)`` clipped to 0..255 and truncated to uint8; non-finite values -> 0."""
+    out = np.empty(img.shape, np.uint8)
+    src, dst = img.reshape(-1), out.reshape(-1)
+    scale = 255.0 / (hi - lo)
+    for i in range(0, src.size, _BLOCK):
+        a = src[i: i + _BLOCK].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            dst[i: i + _BLOCK] = np.where(np.isfinite(a), np.clip((a - lo) * scale, 0, 255), 0)
+    return out
+
+
 def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Scale 16-bit, 32-bit or float imagery to 8 bits by a robust per-image range (0.5-99.5 percentile)."""
+    """8-bit pixels: uint8 unchanged; complex (SAR single-look complex) -> its amplitude; anything else
+    (16/32-bit integers, floats) stretched linearly between its 0.5th and 99.5th percentiles. Linear, not
+    dB: the 8-bit SAR products the shipped model was trained on (SSDD) show a dark sea and saturated
+    ships, which a linear stretch of amplitude reproduces."""
     if img.dtype == np.uint8:
         return img
-    a = img.astype(np.float32)
-    finite = np.isfinite(a)
-    if not finite.any():
-        return np.zeros(img.shape, np.uint8)
-    lo, hi = np.percentile(a[finite], (0.5, 99.5))
-    if hi <= lo:
-        hi = lo + 1.0
-    a = np.where(finite, a, lo)
-    return np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    if np.iscomplexobj(img):
+        img = np.abs(img)
+    return apply_stretch(img, *stretch_range(img))
 
 
 def to_bgr(img: np.ndarray) -> np.ndarray:
@@ -75,10 +110,17 @@ def to_bgr(img: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image shape {img.shape}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read any supported image as 8-bit BGR ``(H, W, 3)``. Paths with spaces or non-ASCII characters
-    work (bytes are decoded in memory). Raises ``ImageReadError`` naming the file."""
+def read_raw(path: str | Path) -> np.ndarray:
+    """The pixels of an image file in their own sample type, ``(H, W)`` or ``(H, W, C)`` in BGR(A) order.
+    Raises ``ImageReadError`` naming the file."""
+    from . import gdal
+
     path = Path(path)
+    if suffix(path) in gdal.GDAL_SUFFIXES and gdal.rasterio_module() is not None:
+        try:
+            return gdal.read_pixels(path, MAX_PIXELS)
+        except Exception as e:  # noqa: BLE001 - GDAL's reasons vary; one line naming the file
+            raise ImageReadError(f"cannot decode {path}: {' '.join(str(e).split()) or type(e).__name__}") from e
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as e:
@@ -103,6 +145,13 @@ def read_image(path: str | Path) -> np.ndarray:
             raise ImageReadError(f"cannot decode TIFF {path}: {e}") from e
     if img is None:
         raise ImageReadError(f"not a readable image (corrupt or unsupported format): {path}")
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read any supported image as 8-bit BGR ``(H, W, 3)`` (``to_uint8`` for other sample types). Paths
+    with spaces or non-ASCII characters work. Raises ``ImageReadError`` naming the file."""
+    img = read_raw(path)
     if img.size == 0 or min(img.shape[:2]) < 2:
         raise ImageReadError(f"image has no usable pixels {img.shape}: {path}")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
@@ -111,6 +160,42 @@ def read_image(path: str | Path) -> np.ndarray:
         return to_bgr(to_uint8(img))
     except ValueError as e:
         raise ImageReadError(f"{e}: {path}") from e
+
+
+def is_8bit(path: str | Path) -> bool:
+    """Whether an image file holds 8-bit samples (Ultralytics reads those unchanged); from the header for
+    PNG and TIFF, by decoding for JPEG 2000; JPEG, BMP, WebP and the rest are 8-bit."""
+    path, s = Path(path), suffix(path)
+    if s == "png":
+        with open(path, "rb") as f:
+            head = f.read(26)
+        return not (head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] > 8)  # IHDR bit depth
+    if s in ("tif", "tiff"):
+        try:
+            import tifffile
+
+            with tifffile.TiffFile(str(path)) as t:
+                return t.pages[0].dtype == np.uint8
+        except Exception:  # noqa: BLE001 - tifffile declines it: decode to find out
+            pass
+    if s in ("tif", "tiff", "jp2"):
+        return read_raw(path).dtype == np.uint8
+    return True
+
+
+def convert_to_8bit(src: str | Path, dst: str | Path) -> bool:
+    """For the dataset converters: when ``src`` is not 8-bit, write ``dst`` (same format) with the pixels
+    detection reads from ``src`` (``read_image``) and return True; return False for an 8-bit image, which
+    the converter copies as it is. Without it, Ultralytics would train on the high byte of 16-bit images
+    while detection stretches them. Raises ``ImageReadError`` naming the file."""
+    if is_8bit(src):
+        return False
+    img = read_image(src)
+    ok, buf = cv2.imencode(Path(dst).suffix.lower() or ".png", img)
+    if not ok:
+        raise ImageReadError(f"cannot encode {dst} as 8-bit {Path(dst).suffix}")
+    buf.tofile(str(dst))
+    return True
 
 
 @dataclass
@@ -124,13 +209,13 @@ class LoadedImage:
 
 
 def load_image(path: str | Path) -> LoadedImage:
-    """``read_image`` plus the georeferencing of a GeoTIFF (None for other files or plain TIFFs)."""
+    """``read_image`` plus the georeferencing (``detector.io.geo.read_georeference``; None for images
+    that carry none)."""
     from .geo import read_georeference
 
     path = Path(path)
     pixels = read_image(path)
-    geo = read_georeference(path) if suffix(path) in {"tif", "tiff"} else None
-    return LoadedImage(path, pixels, geo)
+    return LoadedImage(path, pixels, read_georeference(path))
 
 
 @dataclass
@@ -143,6 +228,7 @@ class SourceList:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     root: Path | None = None
     folders: list[Path] = field(default_factory=list)  # source folders given (outputs must not go there)
+    sidecars: list[Path] = field(default_factory=list)  # .aux.xml, world files... of the images (detector.io.sidecars)
 
     @property
     def inputs(self) -> list[Path]:
@@ -151,7 +237,8 @@ class SourceList:
 
 def expand_source(source: str | Path) -> SourceList:
     """Expand a folder (recursively sorted), a file or a glob pattern into image and video files.
-    Files with other suffixes are listed as skipped, not silently ignored."""
+    Sidecar files of the images (world files, .aux.xml, ...) are listed as such; files with other
+    suffixes are listed as skipped, not silently ignored."""
     out = SourceList()
     s = str(source)
     p = Path(s).expanduser()
@@ -168,8 +255,11 @@ def expand_source(source: str | Path) -> SourceList:
         out.folders.append(static if static.is_dir() else static.parent)
     else:
         raise FileNotFoundError(f"source not found: {s}")
+    sidecars = find_sidecars(candidates, is_image)
     for f in candidates:
-        if is_image(f):
+        if f in sidecars:
+            out.sidecars.append(f)
+        elif is_image(f):
             out.images.append(f)
         elif is_video(f):
             out.videos.append(f)

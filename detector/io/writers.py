@@ -2,7 +2,8 @@
 
 Writers (``WRITERS``): ``image`` (rendered images; an MP4 per video at the source's frame rate),
 ``txt`` (YOLO labels), ``json`` (COCO-results ``predictions.json``), ``geojson`` (one FeatureCollection
-per run, ``detections.geojson``). Each takes one frame's detections at a time.
+per run, ``detections.geojson``, built by ``detector.io.geojson``). Each takes one frame's detections at
+a time.
 
 Output safety lives here (``OutputFolder``):
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from ..checks import inside
 from .frames import Frame
+from .geojson import GeoJsonCollection
 
 MANIFEST = ".snnvit-outputs"
 
@@ -336,46 +338,34 @@ class CocoJsonWriter(_JsonLinesWriter):
 
 
 class GeoJsonWriter(_JsonLinesWriter):
-    """``detections.geojson``: one FeatureCollection, a polygon per detection with class, score and
-    source file; in map coordinates when the input is georeferenced (the CRS in the feature's
-    properties and, when all inputs share one, on the collection), else in pixel coordinates
-    (x right, y down from the image's top-left corner; ``"coordinates": "pixel"``)."""
+    """``detections.geojson``: one FeatureCollection, a polygon per detection (``detector.io.geojson``):
+    RFC 7946 longitude/latitude for georeferenced inputs (``crs="native"``: the raster's own CRS), pixel
+    coordinates for the others (marked ``"coordinates": "pixel"``)."""
 
     name = "geojson"
     log_name, final_name = "detections.geojsonl", "detections.geojson"
 
+    def __init__(self, folder, names, crs: str = "wgs84"):
+        super().__init__(folder, names)
+        self.collection = GeoJsonCollection(names, crs)
+
     def frame_records(self, frame, det):
-        feats = []
-        for x1, y1, x2, y2, s, c in np.asarray(det, dtype=np.float64).reshape(-1, 6).tolist():
-            if frame.geo is not None:
-                ring, space, crs = frame.geo.box_polygon(x1, y1, x2, y2), "map", frame.geo.crs
-            else:
-                ring, space, crs = [[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]], "pixel", None
-            props = {"class": self.names.get(int(c), str(int(c))), "class_id": int(c), "score": round(s, 5),
-                     "source": self.file_name(frame), "coordinates": space, "crs": crs,
-                     "bbox_pixels": [round(x1, 3), round(y1, 3), round(x2, 3), round(y2, 3)]}
-            if frame.index is not None:
-                props["frame"] = frame.index
-            feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
-        return feats
+        return self.collection.features(frame.geo, det, self.file_name(frame), frame.index)
 
     def final_text(self):
-        fc: dict[str, Any] = {"type": "FeatureCollection", "name": "detections"}
-        crss = {f["properties"]["crs"] for f in self.records}
-        if len(crss) == 1 and None not in crss:
-            fc["crs"] = {"type": "name", "properties": {"name": "urn:ogc:def:crs:" + next(iter(crss)).replace(":", "::")}}
-        fc["features"] = self.records
-        return json.dumps(fc, indent=1)
+        return self.collection.text(self.records)
 
 
 WRITERS: dict[str, type[Writer]] = {w.name: w for w in (ImageWriter, TxtWriter, CocoJsonWriter, GeoJsonWriter)}
 
 
-def make_writers(names: Iterable[str], folder: OutputFolder, class_names: dict[int, str]) -> list[Writer]:
-    """Writers by name (``WRITERS``), in the order given; unknown names are an error."""
+def make_writers(names: Iterable[str], folder: OutputFolder, class_names: dict[int, str],
+                 options: dict[str, dict[str, Any]] | None = None) -> list[Writer]:
+    """Writers by name (``WRITERS``), in the order given, each with its ``options[name]`` (keyword
+    arguments: ``{"geojson": {"crs": "native"}}``); unknown names are an error."""
     out = []
     for n in names:
         if n not in WRITERS:
             raise ValueError(f"unknown output {n!r}; choose from {sorted(WRITERS)}")
-        out.append(WRITERS[n](folder, class_names))
+        out.append(WRITERS[n](folder, class_names, **(options or {}).get(n, {})))
     return out

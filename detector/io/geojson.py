@@ -1,0 +1,129 @@
+"""``detections.geojson``: detections as GeoJSON polygons (``writers.GeoJsonWriter`` writes the file).
+
+Two coordinate modes (``crs``):
+
+* ``wgs84`` (the default): RFC 7946 - WGS 84 longitude, latitude in degrees and no ``crs`` member,
+  what web maps (Leaflet, OpenLayers, MapLibre, geojson.io) and QGIS expect. A box is mapped from
+  pixels to the raster's CRS (affine or GCP polynomial, ``detector.io.geo``), then to
+  longitude/latitude (PROJ). Rings run counter-clockwise (RFC 7946's right-hand rule);
+  coordinates are rounded to 1e-8 degree (about 1 mm).
+* ``native``: the raster's own CRS, as GeoJSON before RFC 7946 did it: each feature's ``crs``
+  property names it (``EPSG:n`` or a WKT) and, when every feature shares one, so does the
+  collection's ``crs`` member (GDAL and QGIS read it; RFC 7946 readers ignore it).
+
+Each feature's properties: ``class``, ``class_id``, ``score``, ``source`` (the input's path below the
+inputs' common folder), ``frame`` (videos), ``bbox_pixels`` (x1, y1, x2, y2), ``coordinates``
+(``lonlat``, ``map`` or ``pixel``), ``georeferencing`` (``affine``, ``gcps``, ``none`` or
+``unusable``), ``crs``, and ``problem`` when the input's georeferencing could not be used. Inputs
+without usable georeferencing keep pixel coordinates (x right, y down from the image's top-left
+corner), marked so in ``coordinates``. The collection's ``rasters`` member (a foreign member, which
+RFC 7946 allows) describes each georeferenced input: its CRS, the kind of georeferencing and, for
+GCPs, their number, the polynomial order and the largest residual at the GCPs in metres.
+
+Nothing non-finite is written: coordinates are checked (``geo.GeoError``) and the text is made with
+``allow_nan=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from .geo import GeoError, GeoReference
+
+LOGGER = logging.getLogger("detector.io")
+CRS_MODES = ("wgs84", "native")
+LONLAT = "OGC:CRS84"  # RFC 7946's CRS: WGS 84, longitude first
+LONLAT_DIGITS = 8
+
+
+def counter_clockwise(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rings of 4 corners (N, 4) reordered counter-clockwise (in x-right, y-up coordinates)."""
+    area2 = (X * np.roll(Y, -1, axis=1) - np.roll(X, -1, axis=1) * Y).sum(axis=1)
+    flip = area2 < 0
+    X, Y = X.copy(), Y.copy()
+    X[flip], Y[flip] = X[flip, ::-1], Y[flip, ::-1]
+    return X, Y
+
+
+def raster_info(geo: GeoReference) -> dict[str, Any]:
+    """What the collection's ``rasters`` member says about one input's georeferencing."""
+    info: dict[str, Any] = {"georeferencing": "unusable" if geo.problem else geo.kind, "crs": geo.crs}
+    if geo.kind == "gcps":
+        info |= {"gcps": len(geo.gcps), "gcp_order": geo.gcp_order, "gcp_residual_m": geo.gcp_residual_m}
+    if geo.problem:
+        info["problem"] = geo.problem
+    return info
+
+
+class GeoJsonCollection:
+    """Builds the features of one frame at a time, and the collection's text at the end."""
+
+    def __init__(self, names: dict[int, str], crs: str = "wgs84"):
+        if crs not in CRS_MODES:
+            raise ValueError(f"GeoJSON crs must be one of {', '.join(CRS_MODES)}, got {crs!r}")
+        self.names, self.mode = names, crs
+        self.rasters: dict[str, dict[str, Any]] = {}
+        self._warned: set[str] = set()
+
+    def _place(self, geo: GeoReference | None, xs: np.ndarray, ys: np.ndarray, source: str):
+        """Box corners (N, 4) -> (X, Y, coordinates, georeferencing, crs, problem)."""
+        if geo is None:
+            return xs, ys, "pixel", "none", None, None
+        if geo.problem:  # warned when read
+            return xs, ys, "pixel", "unusable", None, geo.problem
+        try:
+            if self.mode == "wgs84":
+                X, Y = geo.to_lonlat(xs, ys)
+                X, Y = counter_clockwise(np.round(X, LONLAT_DIGITS), np.round(Y, LONLAT_DIGITS))
+                return X, Y, "lonlat", geo.kind, LONLAT, None
+            X, Y = counter_clockwise(*geo.to_map(xs, ys))
+            return X, Y, "map", geo.kind, geo.crs, None
+        except GeoError as e:
+            if source not in self._warned:
+                self._warned.add(source)
+                hint = "; --geojson-crs native keeps the raster's own coordinates" if self.mode == "wgs84" else ""
+                LOGGER.warning(f"{geo.path}: {e}{geo.note}: its detections stay in pixel coordinates in the "
+                               f"GeoJSON{hint}")
+            self.rasters[source] = raster_info(geo) | {"georeferencing": "unusable", "problem": str(e)}
+            return xs, ys, "pixel", "unusable", None, str(e)
+
+    def features(self, geo: GeoReference | None, det: np.ndarray, source: str, frame: int | None = None) -> list[dict]:
+        """GeoJSON features for one frame's detections ``det`` (N, 6: x1, y1, x2, y2, score, class)."""
+        det = np.asarray(det, dtype=np.float64).reshape(-1, 6)
+        if geo is not None and source not in self.rasters:
+            self.rasters[source] = raster_info(geo)
+        if len(det) == 0:
+            return []
+        x1, y1, x2, y2 = det[:, 0], det[:, 1], det[:, 2], det[:, 3]
+        xs, ys = np.stack([x1, x2, x2, x1], axis=1), np.stack([y1, y1, y2, y2], axis=1)  # (N, 4) corners
+        X, Y, space, kind, crs, problem = self._place(geo, xs, ys, source)
+        feats = []
+        for i, (bx1, by1, bx2, by2, s, c) in enumerate(det.tolist()):
+            ring = [[float(a), float(b)] for a, b in zip(X[i], Y[i])]
+            props = {"class": self.names.get(int(c), str(int(c))), "class_id": int(c), "score": round(s, 5),
+                     "source": source, "coordinates": space, "georeferencing": kind, "crs": crs,
+                     "bbox_pixels": [round(bx1, 3), round(by1, 3), round(bx2, 3), round(by2, 3)]}
+            if problem:
+                props["problem"] = problem
+            if frame is not None:
+                props["frame"] = frame
+            feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
+                          "properties": props})
+        return feats
+
+    def text(self, features: list[dict]) -> str:
+        """The FeatureCollection as JSON text (strict: no NaN or Infinity)."""
+        fc: dict[str, Any] = {"type": "FeatureCollection", "name": "detections"}
+        crss = {f["properties"]["crs"] for f in features}
+        if self.mode == "native" and len(crss) == 1 and None not in crss:
+            crs = next(iter(crss))
+            name = f"urn:ogc:def:crs:EPSG::{crs[5:]}" if crs.startswith("EPSG:") else crs
+            fc["crs"] = {"type": "name", "properties": {"name": name}}
+        if self.rasters:
+            fc["rasters"] = self.rasters
+        fc["features"] = features
+        return json.dumps(fc, indent=1, allow_nan=False)
