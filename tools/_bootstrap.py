@@ -1,5 +1,6 @@
 """Make ``detector`` importable when a tool runs from a checkout without installation."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -8,12 +9,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def error_line(e: BaseException) -> str:
+    """The one-line message of an expected failure; a full disk names the disk (``detector.files``)."""
+    from detector.files import DISK_FULL, DiskFullError, disk_full_error
+
+    if isinstance(e, OSError) and not isinstance(e, DiskFullError) and e.errno in DISK_FULL:
+        e = disk_full_error(e, e.filename or os.getcwd())
+    return " ".join(str(e).split())
+
+
 def cli(main) -> int:
     """Run a tool's ``main``; expected failures (missing files, bad weights, bad input, a non-finite
-    loss) print one line naming the problem instead of a traceback. Set SNNVIT_TRACEBACK=1 to see it."""
-    import os
-
-    expected: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, FloatingPointError)
+    loss, a full disk or another file-system error) print one line naming the problem instead of a
+    traceback. Set SNNVIT_TRACEBACK=1 to see it."""
+    expected: tuple[type[BaseException], ...] = (OSError, ValueError, FloatingPointError)
     try:
         from detector.weights import UnsafeCheckpointError
 
@@ -25,5 +34,5 @@ def cli(main) -> int:
     except expected as e:
         if os.environ.get("SNNVIT_TRACEBACK"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2

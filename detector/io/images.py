@@ -239,22 +239,29 @@ def expand_source(source: str | Path) -> SourceList:
     """Expand a folder (recursively sorted), a file or a glob pattern into image and video files.
     Sidecar files of the images (world files, .aux.xml, ...) are listed as such; files with other
     suffixes are listed as skipped, not silently ignored."""
+    from ..files import file_kind
+
     out = SourceList()
     s = str(source)
     p = Path(s).expanduser()
     if p.is_dir():
-        candidates = sorted(x for x in p.rglob("*") if x.is_file())
+        entries = sorted(x for x in p.rglob("*") if not x.is_dir())
         out.folders.append(p)
     elif p.is_file():
-        candidates = [p]
+        entries = [p]
+    elif p.exists() or p.is_symlink():  # a FIFO (reading it would block), socket, device or broken link
+        raise ValueError(f"source {s} is not a regular file ({file_kind(p)})")
     elif any(ch in s for ch in "*?["):
-        candidates = sorted(Path(x) for x in glob.glob(s, recursive=True) if Path(x).is_file())
-        if not candidates:
+        entries = sorted(Path(x) for x in glob.glob(s, recursive=True) if not Path(x).is_dir())
+        if not entries:
             raise FileNotFoundError(f"no files match {s}")
         static = Path(s.split("*")[0].split("?")[0].split("[")[0])
         out.folders.append(static if static.is_dir() else static.parent)
     else:
         raise FileNotFoundError(f"source not found: {s}")
+    candidates = [x for x in entries if x.is_file()]  # only regular files are read
+    out.skipped += [(str(x), f"not a regular file ({file_kind(x)})") for x in entries
+                    if not x.is_file() and not x.name.startswith(".")]
     sidecars = find_sidecars(candidates, is_image)
     for f in candidates:
         if f in sidecars:

@@ -15,7 +15,16 @@ Output safety lives here (``OutputFolder``):
   manifest (``.snnvit-outputs``), and an existing file not listed there stops the run before it starts;
 * predictions are flushed as they are produced: ``predictions.jsonl`` / ``detections.geojsonl`` grow
   by one line per frame, so a crash loses nothing written so far; a finished run turns them into
-  ``predictions.json`` / ``detections.geojson`` and removes the line files.
+  ``predictions.json`` / ``detections.geojson`` and removes the line files. A line file left by a killed
+  run is never deleted: the next run into the folder renames it (``predictions.interrupted.jsonl``)
+  and says so;
+* every file is written through a hidden temporary file and renamed into place (``detector.files``),
+  so no output is ever half-written; temporary files a killed run left beside the tool's outputs are
+  removed at the next start, and a full disk stops the run with one line naming the disk;
+* a frame's outputs agree (``write_frame``): Ctrl-C is held until every writer has the frame, and a
+  writer that fails on one frame (a render OpenCV cannot encode) costs that output only, reported as
+  skipped; the folder goes on. Renders too large for JPEG (longer than 65,500 px: SAR strips) are
+  downscaled to fit, with a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import cv2
 import numpy as np
 
 from ..checks import inside
+from ..files import atomic_write_bytes, atomic_write_text, interrupts_held, remove_leftovers, writing
 from .frames import Frame
 from .geojson import GeoJsonCollection
 
@@ -129,19 +139,30 @@ class OutputFolder:
         path.parent.mkdir(parents=True, exist_ok=True)
         rel = path.relative_to(self.path).as_posix()
         if rel not in self._ours:
-            with open(self.path / MANIFEST, "a", encoding="utf-8") as f:
+            with writing(self.path / MANIFEST), open(self.path / MANIFEST, "a", encoding="utf-8") as f:
                 f.write(rel + "\n")
             self._ours.add(rel)
         return path
 
     def prepare(self) -> None:
+        """Create the folder, and remove the temporary files a killed run left beside outputs it wrote."""
         self.path.mkdir(parents=True, exist_ok=True)
+        by_folder: dict[Path, list[str]] = {}
+        for rel in self._ours:
+            p = self.path / rel
+            if inside(p.parent, self.path):  # an edited manifest cannot point the clean-up elsewhere
+                by_folder.setdefault(p.parent, []).append(p.name)
+        for folder, names in by_folder.items():
+            remove_leftovers(folder, names)
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    def set_aside(self, path: Path, tag: str = "interrupted") -> Path:
+        """Rename ``path`` (a result a killed run left) to a free ``STEM.TAG[-k]SUFFIX`` and record it."""
+        k, new = 1, path.with_name(f"{path.stem}.{tag}{path.suffix}")
+        while new.exists() or new.is_symlink():
+            k += 1
+            new = path.with_name(f"{path.stem}.{tag}-{k}{path.suffix}")
+        os.replace(path, self.claim(new))
+        return new
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,15 +259,16 @@ class ImageWriter(Writer):
         return [self.folder.path / self.folder.stem(source).with_suffix(".jpg")]
 
     def write(self, frame, det):
-        vis = render(frame.pixels, det, self.names, str(frame.source))
         if frame.index is None:
             path = self.folder.claim(self.planned(frame.source)[0])
-            tmp = path.with_name(f".{path.name}.tmp.jpg")
-            if not cv2.imwrite(str(tmp), vis):
-                raise OSError(f"cannot write {path}")
-            os.replace(tmp, path)
+            pixels, det = fit_jpeg(frame.pixels, det, path)
+            ok, buf = cv2.imencode(".jpg", render(pixels, det, self.names, str(frame.source)))
+            if not ok:
+                raise ValueError(f"OpenCV cannot encode the render of {frame.source} as JPEG")
+            atomic_write_bytes(path, buf.tobytes())
             self.files.append(path)
             return
+        vis = render(frame.pixels, det, self.names, str(frame.source))
         if self._video is None or self._video[0] != frame.source:
             self._close_video()
             path = self.folder.claim(self.folder.path / self.folder.stem(frame.source).with_suffix(".mp4"))
@@ -303,22 +325,31 @@ class _JsonLinesWriter(Writer):
 
     def write(self, frame, det):
         recs = self.frame_records(frame, det)
-        if self._log is None:
-            self._log = open(self.folder.claim(self.folder.path / self.log_name), "w", encoding="utf-8")
-        self._log.write(json.dumps(recs) + "\n")
-        self._log.flush()
-        os.fsync(self._log.fileno())
+        log = self.folder.path / self.log_name
+        with writing(log):
+            if self._log is None:
+                if log.exists():  # left by a killed run: its results are kept, under another name
+                    from ultralytics.utils import LOGGER
+
+                    aside = self.folder.set_aside(log)
+                    LOGGER.warning(f"{log} was left by an interrupted run; kept as {aside.name}")
+                self._log = open(self.folder.claim(log), "w", encoding="utf-8")
+            self._log.write(json.dumps(recs) + "\n")
+            self._log.flush()
+            os.fsync(self._log.fileno())
         self.records += recs
 
     def final_text(self) -> str:
         raise NotImplementedError
 
     def close(self):
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
         path = self.folder.claim(self.folder.path / self.final_name)
         atomic_write_text(path, self.final_text())
         self.files.append(path)
-        if self._log is not None:
-            self._log.close()
+        if log is not None:  # only this run's own line file, once its final file is written
             (self.folder.path / self.log_name).unlink(missing_ok=True)
 
 
@@ -357,6 +388,55 @@ class GeoJsonWriter(_JsonLinesWriter):
 
 
 WRITERS: dict[str, type[Writer]] = {w.name: w for w in (ImageWriter, TxtWriter, CocoJsonWriter, GeoJsonWriter)}
+
+
+def write_frame(writers: Iterable[Writer], frame: Frame, det: np.ndarray, on_error) -> None:
+    """Give one frame to every writer. Ctrl-C waits until all have it, so the outputs always hold the
+    same frames. A writer that fails on this frame (anything but a file-system error) is reported to
+    ``on_error(source, reason)`` and the others still write: one bad frame never stops a folder. A full
+    disk (``DiskFullError``) or another file-system error stops the run."""
+    with interrupts_held():
+        for w in writers:
+            try:
+                w.write(frame, det)
+            except OSError:
+                raise
+            except Exception as e:  # noqa: BLE001 - reported with the file and the output, the run goes on
+                why = " ".join(str(e).split())[:200] or type(e).__name__
+                where = frame.source if frame.index is None else f"{frame.source} frame {frame.index}"
+                on_error(where, f"{w.name} output not written: {why}")
+
+
+def close_writers(writers: Iterable[Writer]) -> None:
+    """Close every writer (final files written, line files removed), even when one fails; then raise
+    the first failure."""
+    errors = []
+    for w in writers:
+        try:
+            w.close()
+        except Exception as e:  # noqa: BLE001 - re-raised below, after the others are closed
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+JPEG_MAX_SIDE = 65_500  # libjpeg's largest side (OpenCV refuses more)
+
+
+def fit_jpeg(pixels: np.ndarray, det: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``pixels`` and ``det`` downscaled so the render fits in a JPEG (a warning says so), else unchanged."""
+    h, w = pixels.shape[:2]
+    k = JPEG_MAX_SIDE / max(h, w)
+    if k >= 1:
+        return pixels, det
+    from ultralytics.utils import LOGGER
+
+    size = (max(1, int(w * k)), max(1, int(h * k)))
+    det = np.asarray(det, dtype=np.float32).reshape(-1, 6).copy()
+    det[:, :4] *= np.array([size[0] / w, size[1] / h] * 2, np.float32)
+    LOGGER.warning(f"{path}: the render of a {w}x{h} image is downscaled to {size[0]}x{size[1]} (JPEG holds at most "
+                   f"{JPEG_MAX_SIDE} px a side); the detections are in full-size pixels in the other outputs")
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), det
 
 
 def make_writers(names: Iterable[str], folder: OutputFolder, class_names: dict[int, str],
