@@ -7,9 +7,10 @@ a CRS without an EPSG code - the polygon of a known box in the GeoJSON, read bac
 reader (GDAL's GeoJSON driver through pyogrio), must equal what GDAL gives for the same pixels (the
 dataset's geotransform or GDAL's GCP transformer, then PROJ to longitude/latitude). Broken
 georeferencing (NaN, zero and overflowing pixel sizes, an unknown EPSG code, a 16,002-key GeoKey
-directory, collinear GCPs) gives a warning naming the file, pixel coordinates marked as such, strict
-JSON, and the rest of the folder still processed. Also: the GCP polynomial's order, sidecar files,
-JPEG 2000 and COG pixels, and no GDAL for plain images.
+directory, collinear GCPs, RPCs only) gives a warning naming the file, pixel coordinates marked as
+such, strict JSON, and the rest of the folder still processed. Also: the GCP polynomial's order and
+its accuracy on Sentinel-1-sized grids, a box across the antimeridian, sidecar files, JPEG 2000 and
+COG pixels, and no GDAL for plain images.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def test_gcp_polynomial_order_is_gdals():
 
     def fit(f, pts):
         gcps = [GroundControlPoint(row=r, col=c, x=f(c, r)[0], y=f(c, r)[1]) for c, r in pts]
-        return georeference("t", None, None, gcps, CRS.from_epsg(32633), False, 400, 300)
+        return georeference("t", None, None, gcps, CRS.from_epsg(32633), None, 400, 300)
 
     probe = (np.array([37.5, 211.0]), np.array([19.25, 160.0]))
     grid = [(c, r) for c in (0, 150, 300, 400) for r in (0, 100, 300)]
@@ -245,6 +246,58 @@ def test_gcp_polynomial_order_is_gdals():
     g = fit(affine, five)
     assert g.gcp_order == 1 and np.allclose(np.stack(g.to_map(*probe)), np.stack(affine(*probe)), atol=1e-6, rtol=0)
     assert not np.allclose(np.stack(fit(quad, five).to_map(*probe)), np.stack(quad(*probe)), atol=1.0, rtol=0)
+
+
+@pytest.mark.parametrize("scene,lat_north,width,height,pixel,ours_m,degrees_m", [
+    ("IW 250 km, 46 N", 5_200_000, 25_000, 17_000, 10, 0.05, 20),
+    ("IW 250 km, 70 N", 7_900_000, 25_000, 17_000, 10, 0.05, 100),
+    ("EW 400 km, 75 N", 8_400_000, 10_000, 10_000, 40, 3.0, 1000),
+])
+def test_gcp_fit_in_a_local_projection(scene, lat_north, width, height, pixel, ours_m, degrees_m):
+    """Sentinel-1-sized scenes: a 21 x 10 GCP grid in longitude/latitude sampled from an exact map (a
+    rotated grid in UTM 33N). At 2,000 random pixels, the detector's fit (GDAL's order-2 polynomial in a
+    local transverse Mercator) lands within ``ours_m`` of the truth; the same polynomial fitted in
+    degrees misses by more than ``degrees_m`` (the numbers in docs/design.md, section 9)."""
+    from detector.io.geo import georeference
+
+    truth = Affine.translation(400_000, lat_north) @ Affine.rotation(-12) @ Affine.scale(pixel, -pixel)
+    cols, rows = (v.ravel() for v in np.meshgrid(np.linspace(0, width, 21), np.linspace(0, height, 10)))
+    lon, lat = reproject("EPSG:32633", "EPSG:4326", *(truth @ (cols, rows)))
+    gcps = [GroundControlPoint(row=r, col=c, x=x, y=y) for c, r, x, y in zip(cols, rows, lon, lat)]
+    rng = np.random.default_rng(0)
+    px, py = rng.uniform(0, width, 2000), rng.uniform(0, height, 2000)
+    tx, ty = reproject("EPSG:32633", "EPSG:4326", *(truth @ (px, py)))
+
+    def miss_m(x, y):  # metres, from degrees (local scale of the sphere: ample for a bound)
+        return np.hypot((np.asarray(x) - tx) * 111_320 * np.cos(np.radians(ty)), (np.asarray(y) - ty) * 110_574)
+
+    geo = georeference("s1.tif", None, None, gcps, CRS.from_epsg(4326), None, width, height)
+    assert geo.problem is None and geo.gcp_order == 2 and geo.gcp_residual_m < ours_m
+    ours = miss_m(*geo.to_lonlat(px, py)).max()
+    with rasterio.Env():
+        degrees = miss_m(*rasterio.transform.xy(gcps, py, px, offset="ul")).max()
+    print(f"{scene}: local projection {ours:.3f} m (residual at the GCPs {geo.gcp_residual_m} m), degrees {degrees:.1f} m")
+    assert ours < ours_m and degrees > degrees_m
+
+
+def test_a_box_across_the_antimeridian_is_cut_there(tmp_path):
+    """RFC 7946 section 3.1.9: a box straddling 180 degrees (off Fiji, in a raster whose longitudes run
+    past 180) becomes a MultiPolygon of its west and east parts, not a polygon around the globe."""
+    from detector.io.geojson import GeoJsonCollection
+
+    p = write_raster(tmp_path / "fiji.tif", crs="EPSG:4326", transform=Affine(0.001, 0, 179.9, 0, -0.001, -17.0))
+    det = np.array([[50.0, 50.0, 150.0, 150.0, 0.9, 0], [10.0, 10.0, 20.0, 20.0, 0.8, 0]])
+    west_only, across = GeoJsonCollection({0: "ship"}).features(read_georeference(p), det, "fiji.tif")[::-1]
+    assert west_only["geometry"]["type"] == "Polygon"
+    g = across["geometry"]
+    assert g["type"] == "MultiPolygon" and len(g["coordinates"]) == 2
+    (west,), (east,) = (np.array(part) for part in g["coordinates"])
+    assert np.allclose([west[:, 0].min(), west[:, 0].max()], [179.95, 180.0])
+    assert np.allclose([east[:, 0].min(), east[:, 0].max()], [-180.0, -179.95])
+    for ring in (west, east):
+        assert np.allclose([ring[:, 1].min(), ring[:, 1].max()], [-17.15, -17.05])
+        x, y = ring[:-1, 0], ring[:-1, 1]
+        assert (x * np.roll(y, -1) - np.roll(x, -1) * y).sum() > 0 and np.array_equal(ring[0], ring[-1])
 
 
 # -- broken georeferencing ---------------------------------------------------------------------------
@@ -264,16 +317,23 @@ def test_unusable_georeferencing_is_reported_and_never_written_as_non_finite(tmp
     tifffile.imwrite(str(src / "collinear.tif"), np.full((320, 320), 40, np.uint8),
                      extratags=[(33922, "d", len(line), line, False), (34735, "H", len(keys), keys, False)])
     (src / "noise.tif").write_bytes(b"II*\x00" + bytes(range(256)) * 4)  # not a TIFF at all
+    from rasterio.rpc import RPC
+
+    coeffs = [1.0] + [0.0] * 19
+    write_raster(src / "rpcs.tif", rpcs=RPC(height_off=0, height_scale=100, lat_off=45, lat_scale=0.1,
+                                           line_den_coeff=coeffs, line_num_coeff=coeffs, line_off=160,
+                                           line_scale=160, long_off=10, long_scale=0.1, samp_den_coeff=coeffs,
+                                           samp_num_coeff=coeffs, samp_off=160, samp_scale=160))
 
     with caplog.at_level(logging.WARNING, logger="detector.io"):
         s = run_detect(src, tmp_path / "out")
-    assert s.images == 8 and [Path(f).name for f, _ in s.skipped] == ["noise.tif"]
+    assert s.images == 9 and [Path(f).name for f, _ in s.skipped] == ["noise.tif"]
     fc = strict_json(tmp_path / "out" / "detections.geojson")
     feats = {f["properties"]["source"]: f["properties"] for f in fc["features"]}
     assert feats.pop("good.tif")["coordinates"] == "lonlat"
     why = {"nan.tif": "non-finite", "zero.tif": "1 ground control point", "overflow.tif": "overflows",
            "off_earth.tif": "do not reproject", "epsg65535.tif": "local one", "keys16002.tif": "no CRS",
-           "collinear.tif": "not solvable"}
+           "collinear.tif": "not solvable", "rpcs.tif": "only rpcs"}
     assert set(feats) == set(why)
     for name, p in feats.items():
         assert (p["coordinates"], p["georeferencing"]) == ("pixel", "unusable") and why[name] in p["problem"], p
@@ -322,17 +382,18 @@ def test_sidecars_are_recognised_not_skipped(tmp_path):
     assert sorted(Path(f).name for f, _ in src.skipped) == ["notes.txt", "other.tfw"]
 
 
-@pytest.mark.parametrize("name,profile", [
-    ("s2.jp2", {"driver": "JP2OpenJPEG", "quality": 100, "reversible": "YES"}),  # lossless
-    ("cog_zstd.tif", {"driver": "COG", "compress": "ZSTD"}),
-    ("cog_lerc.tif", {"driver": "COG", "compress": "LERC"}),
+@pytest.mark.parametrize("name,dtype,profile", [
+    ("s2.jp2", "uint16", {"driver": "JP2OpenJPEG", "quality": 100, "reversible": "YES"}),  # lossless
+    ("cog_zstd.tif", "uint16", {"driver": "COG", "compress": "ZSTD"}),
+    ("cog_lerc.tif", "uint16", {"driver": "COG", "compress": "LERC"}),
+    ("cog_webp.tif", "uint8", {"driver": "COG", "compress": "WEBP", "quality": 100}),  # 100: lossless
 ])
-def test_jpeg2000_and_cog_16bit(tmp_path, name, profile):
-    """16-bit three-band JPEG 2000 and COGs (OpenCV reads one band or nothing): the pixels detection sees
-    are the stretch of the bands in BGR order, and the georeferencing comes along."""
+def test_jpeg2000_and_cog(tmp_path, name, dtype, profile):
+    """Three-band JPEG 2000 and COGs (OpenCV reads one band of them, or nothing): the pixels detection
+    sees are the (stretched) bands in BGR order, and the georeferencing comes along."""
     rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 4000, (3, 64, 80), dtype=np.uint16)
-    p = write_raster(tmp_path / name, data=rgb, count=3, dtype="uint16", size=(64, 80), crs="EPSG:32633",
+    rgb = rng.integers(0, 4000 if dtype == "uint16" else 256, (3, 64, 80)).astype(dtype)
+    p = write_raster(tmp_path / name, data=rgb, count=3, dtype=dtype, size=(64, 80), crs="EPSG:32633",
                      transform=Affine(10, 0, 500000, 0, -10, 4500000), **profile)
     assert np.array_equal(read_image(p), to_bgr(to_uint8(np.moveaxis(rgb[::-1], 0, -1))))
     g = read_georeference(p)

@@ -14,10 +14,11 @@ Forms read (through GDAL, so the way QGIS reads them):
   scene and an order-2 polynomial misses by tens of metres or more (docs/design.md has the
   measurements). How well it fits is measured at the GCPs themselves: ``gcp_residual_m`` is the
   largest distance, in metres, between a GCP and the polynomial at that GCP's pixel;
-* the CRS: any CRS GDAL and PROJ know, named ``EPSG:n`` when PROJ identifies an EPSG code, else by
-  its WKT.
+* the CRS: any CRS GDAL and PROJ know, named ``EPSG:n`` when the file's CRS carries an EPSG code,
+  else by its WKT.
 
-Not read: RPCs (they need a terrain model; a file with only RPCs is reported) and geolocation arrays.
+Not read: RPCs (they need a terrain model) and geolocation arrays; a file georeferenced only by them is
+reported.
 
 A georeferencing that cannot be used - a non-finite or singular geotransform, corners that overflow
 or do not land on the Earth, fewer than 3 GCPs, a GCP fit GDAL cannot solve - comes back with
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -52,8 +54,8 @@ class GeoError(ValueError):
 @dataclass(frozen=True)
 class GeoReference:
     """How a raster's pixels map to the ground. ``kind``: ``affine`` (``transform`` = a, b, c, d, e, f:
-    ``X = a x + b y + c``, ``Y = d x + e y + f``), ``gcps`` (``gcps`` = (col, row, X, Y) each) or
-    ``rpcs`` (reported, not used). ``crs``: ``EPSG:n``, a WKT, or None (a world file without a CRS)."""
+    ``X = a x + b y + c``, ``Y = d x + e y + f``), ``gcps`` (``gcps`` = (col, row, X, Y) each), or
+    ``rpcs`` / ``geolocation`` (reported, not used). ``crs``: ``EPSG:n``, a WKT, or None (a world file without a CRS)."""
 
     path: str
     kind: str
@@ -95,8 +97,10 @@ class GeoReference:
                 lon = lat = [math.nan]
                 messages.insert(0, " ".join(str(e).split()))
         lon, lat = np.asarray(lon, np.float64), np.asarray(lat, np.float64)
+        with np.errstate(invalid="ignore"):  # a raster in degrees past 180 (across the antimeridian): wrap once
+            lon = np.where((np.abs(lon) > 180) & (np.abs(lon) <= 540), (lon + 180) % 360 - 180, lon)
         if not (np.isfinite(lon).all() and np.isfinite(lat).all() and (np.abs(lat) <= 90).all()
-                and (np.abs(lon) <= 180 + 1e-9).all()):
+                and (np.abs(lon) <= 180).all()):
             why = f" (PROJ: {messages[0]})" if messages else ""
             raise GeoError(f"coordinates do not reproject to longitude/latitude{why}")
         return lon.reshape(X.shape), lat.reshape(X.shape)
@@ -146,11 +150,10 @@ def _crs_fields(crs) -> dict:
     wkt = crs.to_wkt() if crs is not None else ""
     if not wkt:
         return {}
-    try:
-        epsg = crs.to_epsg()  # PROJ's identification; None for a CRS without an EPSG code
-    except Exception:  # noqa: BLE001 - identification is a nicety; the WKT is what counts
-        epsg = None
-    return {"crs": f"EPSG:{epsg}" if epsg else wkt, "crs_wkt": wkt,
+    # the CRS's own code (its WKT's root authority), not PROJ's identification of a custom CRS, which
+    # searches the whole EPSG database for each file and may name a code the file never gave
+    m = re.search(r'AUTHORITY\["EPSG","(\d+)"\]\]\s*$', wkt)
+    return {"crs": f"EPSG:{m.group(1)}" if m else wkt, "crs_wkt": wkt,
             "on_earth": bool(crs.is_geographic or crs.is_projected)}
 
 
@@ -198,10 +201,10 @@ def _check(geo: GeoReference, width: int, height: int) -> GeoReference:
     return geo
 
 
-def georeference(path: str, transform, crs, gcps, gcp_crs, has_rpcs: bool, width: int, height: int,
+def georeference(path: str, transform, crs, gcps, gcp_crs, other: str | None, width: int, height: int,
                  notes: tuple[str, ...] = ()) -> GeoReference | None:
-    """The georeferencing GDAL read from a file (its geotransform, CRS, GCPs and whether it has RPCs);
-    None when there is none."""
+    """The georeferencing GDAL read from a file (its geotransform, CRS, GCPs, and ``other``: the form it
+    has that is not used, ``rpcs`` or ``geolocation``); None when there is none."""
     if transform is not None and not transform.is_identity:  # GDAL's default (0, 1, 0, 0, 0, 1): none
         vals = tuple(float(v) for v in tuple(transform)[:6])
         base = dict(path=path, kind="affine", transform=vals, notes=notes, **_crs_fields(crs))
@@ -230,9 +233,10 @@ def georeference(path: str, transform, crs, gcps, gcp_crs, has_rpcs: bool, width
             return GeoReference(**base, problem=f"GCP polynomial not solvable: {' '.join(str(e).split())}")
         return _check(GeoReference(**base, gcp_residual_m=None if residual is None else round(residual, 3)),
                       width, height)
-    if has_rpcs:
-        return GeoReference(path=path, kind="rpcs", notes=notes,
-                            problem="only RPCs (rational polynomial coefficients need a terrain model; not used)")
+    if other:
+        why = {"rpcs": "rational polynomial coefficients need a terrain model",
+               "geolocation": "geolocation arrays are not read"}[other]
+        return GeoReference(path=path, kind=other, notes=notes, problem=f"only {other} ({why})")
     return None
 
 
@@ -252,7 +256,8 @@ def read_georeference(path: str | Path) -> GeoReference | None:
     try:
         with gdal.opened(path) as (ds, messages):
             gcps, gcp_crs = ds.gcps
-            facts = (ds.transform, ds.crs, gcps, gcp_crs, ds.rpcs is not None, ds.width, ds.height)
+            other = "rpcs" if ds.rpcs is not None else "geolocation" if ds.tags(ns="GEOLOCATION") else None
+            facts = (ds.transform, ds.crs, gcps, gcp_crs, other, ds.width, ds.height)
         geo = georeference(str(path), *facts, notes=tuple(messages))
     except Exception as e:  # noqa: BLE001 - one bad file never stops a folder
         LOGGER.warning(f"{path}: georeferencing not read ({type(e).__name__}: {' '.join(str(e).split())}); "

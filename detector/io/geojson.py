@@ -5,8 +5,9 @@ Two coordinate modes (``crs``):
 * ``wgs84`` (the default): RFC 7946 - WGS 84 longitude, latitude in degrees and no ``crs`` member,
   what web maps (Leaflet, OpenLayers, MapLibre, geojson.io) and QGIS expect. A box is mapped from
   pixels to the raster's CRS (affine or GCP polynomial, ``detector.io.geo``), then to
-  longitude/latitude (PROJ). Rings run counter-clockwise (RFC 7946's right-hand rule);
-  coordinates are rounded to 1e-8 degree (about 1 mm).
+  longitude/latitude (PROJ). Rings run counter-clockwise (RFC 7946's right-hand rule); a box across
+  the antimeridian is cut there into a MultiPolygon; coordinates are rounded to 1e-8 degree (about
+  1 mm).
 * ``native``: the raster's own CRS, as GeoJSON before RFC 7946 did it: each feature's ``crs``
   property names it (``EPSG:n`` or a WKT) and, when every feature shares one, so does the
   collection's ``crs`` member (GDAL and QGIS read it; RFC 7946 readers ignore it).
@@ -40,13 +41,41 @@ LONLAT = "OGC:CRS84"  # RFC 7946's CRS: WGS 84, longitude first
 LONLAT_DIGITS = 8
 
 
-def counter_clockwise(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rings of 4 corners (N, 4) reordered counter-clockwise (in x-right, y-up coordinates)."""
-    area2 = (X * np.roll(Y, -1, axis=1) - np.roll(X, -1, axis=1) * Y).sum(axis=1)
+def counter_clockwise(X: np.ndarray, Y: np.ndarray, lon: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Rings of 4 corners (N, 4) reordered counter-clockwise (in x-right, y-up coordinates). ``lon``:
+    X are longitudes, taken continuous across the antimeridian for the orientation."""
+    Xc = X
+    if lon:
+        d = X - X[:, :1]
+        Xc = X - 360 * (d > 180) + 360 * (d < -180)
+    area2 = (Xc * np.roll(Y, -1, axis=1) - np.roll(Xc, -1, axis=1) * Y).sum(axis=1)
     flip = area2 < 0
     X, Y = X.copy(), Y.copy()
     X[flip], Y[flip] = X[flip, ::-1], Y[flip, ::-1]
     return X, Y
+
+
+def _clip(ring: list[list[float]], west: bool) -> list[list[float]]:
+    """The part of a ring west (``x <= 180``) or east of the meridian 180 (Sutherland-Hodgman, one edge)."""
+    out = []
+    for a, b in zip(ring, ring[1:] + ring[:1]):
+        a_in, b_in = (a[0] <= 180) == west or a[0] == 180, (b[0] <= 180) == west or b[0] == 180
+        if a_in:
+            out.append(a)
+        if a_in != b_in:
+            t = (180 - a[0]) / (b[0] - a[0])
+            out.append([180.0, round(a[1] + t * (b[1] - a[1]), LONLAT_DIGITS)])
+    return out
+
+
+def antimeridian_parts(ring: list[list[float]]) -> list[list[list[float]]]:
+    """An open longitude/latitude ring as RFC 7946 wants it: itself, or - when its longitudes jump
+    across the antimeridian (a box on both sides of it) - its two parts, cut at 180 / -180."""
+    if max(p[0] for p in ring) - min(p[0] for p in ring) <= 180:
+        return [ring]
+    cont = [[x + 360 if x < 0 else x, y] for x, y in ring]  # continuous: east of 180 goes past it
+    parts = [_clip(cont, west=True), [[x - 360, y] for x, y in _clip(cont, west=False)]]
+    return [p for p in parts if len(p) >= 3]
 
 
 def raster_info(geo: GeoReference) -> dict[str, Any]:
@@ -78,7 +107,7 @@ class GeoJsonCollection:
         try:
             if self.mode == "wgs84":
                 X, Y = geo.to_lonlat(xs, ys)
-                X, Y = counter_clockwise(np.round(X, LONLAT_DIGITS), np.round(Y, LONLAT_DIGITS))
+                X, Y = counter_clockwise(np.round(X, LONLAT_DIGITS), np.round(Y, LONLAT_DIGITS), lon=True)
                 return X, Y, "lonlat", geo.kind, LONLAT, None
             X, Y = counter_clockwise(*geo.to_map(xs, ys))
             return X, Y, "map", geo.kind, geo.crs, None
@@ -111,8 +140,10 @@ class GeoJsonCollection:
                 props["problem"] = problem
             if frame is not None:
                 props["frame"] = frame
-            feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
-                          "properties": props})
+            parts = [[p + p[:1]] for p in (antimeridian_parts(ring) if space == "lonlat" else [ring])]
+            geometry = {"type": "Polygon", "coordinates": parts[0]} if len(parts) == 1 else \
+                {"type": "MultiPolygon", "coordinates": parts}
+            feats.append({"type": "Feature", "geometry": geometry, "properties": props})
         return feats
 
     def text(self, features: list[dict]) -> str:
