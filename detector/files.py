@@ -31,6 +31,9 @@ class DiskFullError(OSError):
     """A write failed because the disk (or the user's quota) is full; the message is one line naming the
     file, the disk and the space left."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
+        return str(self.strerror)
+
 
 def _existing(path: Path) -> Path:
     p = Path(os.path.abspath(path))
@@ -110,7 +113,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_copy(src: str | Path, dst: str | Path, fsync: bool = True) -> Path:
+def atomic_copy(src: str | Path, dst: str | Path, fsync: bool = False) -> Path:
     """Copy ``src`` to ``dst`` through a temporary file (never a half-copied ``dst``)."""
     def fill(f):
         with open(src, "rb") as s:

@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         report = _convert(args)
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:  # missing or special files, a full disk (named), bad input
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     for split, st in report["splits"].items():
         print(f"{split:5s} {st['images']:6d} images {st['boxes']:7d} boxes ({st['images_without_boxes']} without boxes)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import file_kind
 from .images import index_images
 from .records import Box, ImageRecord, ProblemLog, SourceDataset, parse_number
 
@@ -41,6 +42,8 @@ def split_from_name(name: str) -> str | None:
 
 
 def _load_json(path: Path) -> dict[str, Any]:
+    if (path.exists() or path.is_symlink()) and not path.is_file():  # reading a FIFO would block forever
+        raise ValueError(f"COCO json {path} is not a regular file ({file_kind(path)})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -171,6 +174,7 @@ def read_coco(
         class_map={str(cid): i for cid, i in cat_index.items()},
         options={"splits": {s.split: [str(s.json_path), str(s.image_dir)] for s in sources}},
         notes=[f"{s.split}: {s.json_path} with images in {s.image_dir}" for s in sources],
+        image_dirs=[s.image_dir for s in sources],
     )
 
 

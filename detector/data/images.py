@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from ..files import file_kind
 from ..io.images import is_image  # the project's one suffix list: what Ultralytics trains on
+from .records import ProblemLog
 
 # Ultralytics rejects images whose sides are below 10 px as corrupt.
 MIN_SIDE = 10
@@ -32,6 +35,18 @@ def index_images(folder: Path) -> dict[str, list[Path]]:
             if path.is_file() and is_image(path):
                 found.setdefault(path.stem, []).append(path)
     return found
+
+
+def regular_files(paths: Iterable[Path], log: ProblemLog) -> list[Path]:
+    """The regular files among ``paths``; the others (a FIFO would block the reader forever, sockets,
+    devices, broken links) are reported as ``not_a_file`` and left out."""
+    keep = []
+    for p in paths:
+        if p.is_file():
+            keep.append(p)
+        else:
+            log.add("not_a_file", p, f"annotation path is {file_kind(p)}, not a regular file", "not read")
+    return keep
 
 
 def probe_image(path: Path) -> ImageInfo:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from .images import index_images
+from .images import index_images, regular_files
 from .records import DEFAULT_RATIOS, Box, ImageRecord, ProblemLog, SourceDataset
 from .splits import seeded_split
 
@@ -68,7 +68,7 @@ def read_nwpu(
         raise FileNotFoundError(f"NWPU VHR-10 ground-truth folder not found: {gt_dir}")
     log = ProblemLog()
     positives = index_images(root / POSITIVE_DIR)
-    gt_files = {p.stem: p for p in sorted(gt_dir.glob("*.txt"))}
+    gt_files = {p.stem: p for p in regular_files(sorted(gt_dir.glob("*.txt")), log)}
 
     records: list[ImageRecord] = []
     split = seeded_split(gt_files, ratios, seed)
@@ -109,4 +109,5 @@ def read_nwpu(
         format="nwpu", root=root, names=list(NWPU_CLASSES), records=records, problems=log,
         class_map={str(i + 1): i for i in range(len(NWPU_CLASSES))},
         options={"ratios": list(ratios), "seed": seed, "include_negatives": include_negatives},
+        image_dirs=[root / POSITIVE_DIR, root / NEGATIVE_DIR],
     )

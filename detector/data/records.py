@@ -105,6 +105,10 @@ class SourceDataset:
     class_map: dict[str, int] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Folders images are read from besides ``root`` (a VOC image folder, COCO's image folders, which
+    # may be given explicitly and lie elsewhere). The writer takes an image only from inside ``root``
+    # or one of these, after resolving links: a file name in an annotation cannot reach elsewhere.
+    image_dirs: list[Path] = field(default_factory=list)
 
 
 def parse_number(text: str | None) -> float | None:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .images import index_images
+from .images import index_images, regular_files
 from .records import DEFAULT_RATIOS, Box, ImageRecord, ProblemLog, SourceDataset, parse_number
 from .splits import carve_val, seeded_split, ssdd_split
 
@@ -118,10 +118,13 @@ def read_voc(
             raise FileNotFoundError(f"VOC folder not found: {folder}")
     log = ProblemLog()
     images = index_images(img_dir)
-    parsed = {p.stem: parse_voc_xml(p, log) for p in sorted(ann_dir.glob("*.xml"))}
+    xmls = sorted(ann_dir.glob("*.xml"))
+    readable = set(regular_files(xmls, log))
+    parsed = {p.stem: parse_voc_xml(p, log) if p in readable else None for p in xmls}
     notes: list[str] = []
 
     sets_dir = root / "ImageSets" / "Main"
+    regular_files([p for s in _SPLIT_FILES if (p := sets_dir / f"{s}.txt").exists() or p.is_symlink()], log)
     rule = split
     if rule == "auto":
         rule = "imagesets" if any((sets_dir / f"{s}.txt").is_file() for s in _SPLIT_FILES) else "seeded"
@@ -193,6 +196,7 @@ def read_voc(
         options={"classes": classes if classes is None else list(classes), "split": rule, "ratios": list(ratios),
                  "seed": seed, "val_fraction": val_fraction, "skip_difficult": skip_difficult,
                  "images_dir": images_dir, "annotations_dir": annotations_dir},
+        image_dirs=[img_dir],
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 import yaml
 
 from ..checks import inside
+from ..files import DiskFullError, atomic_copy, atomic_write_text, file_kind, remove_leftovers, writing
 from ..io.images import convert_to_8bit
 from .images import MIN_SIDE, ImageInfo, is_image, probe_image
 from .records import SPLITS, DataProblemWarning, ImageRecord, ProblemLog, SourceDataset
@@ -50,8 +50,9 @@ class _Manifest:
         self.f = open(out / MANIFEST, "a", encoding="utf-8")
 
     def add(self, path: Path) -> Path:
-        self.f.write(path.relative_to(self.out).as_posix() + "\n")
-        self.f.flush()
+        with writing(self.out / MANIFEST):
+            self.f.write(path.relative_to(self.out).as_posix() + "\n")
+            self.f.flush()
         return path
 
     def close(self) -> None:
@@ -143,16 +144,23 @@ def _clean_boxes(rec: ImageRecord, info: ImageInfo, n_classes: int, log: Problem
     return kept
 
 
-def _check_image(rec: ImageRecord, log: ProblemLog) -> ImageInfo | None:
-    """Probe one record's image; None (and a reported problem) when it cannot be used."""
+def _check_image(rec: ImageRecord, sources: list[Path], log: ProblemLog) -> ImageInfo | None:
+    """Probe one record's image; None (and a reported problem) when it cannot be used. The image must
+    lie inside one of the ``sources`` folders after resolving links ("../", absolute paths or links in
+    an annotation would otherwise copy or link files from anywhere)."""
     lost = f"{len(rec.boxes)} box(es) from {rec.ann_file} not used" if rec.boxes else "no boxes lost"
+    if not any(inside(rec.src, s) for s in sources):
+        log.add("outside_source", rec.ann_file, f"image {rec.src} lies outside the source folder(s) "
+                f"{', '.join(str(s) for s in sources)}", f"image skipped ({lost})")
+        return None
     if not is_image(rec.src):
         log.add("unsupported_format", rec.src, f"suffix {rec.src.suffix!r} is not an image format Ultralytics loads",
                 f"image skipped ({lost})")
         return None
     if not rec.src.is_file():
-        log.add("missing_image", rec.src, f"image file not found (annotations in {rec.ann_file})",
-                f"image skipped ({lost})")
+        found = rec.src.exists() or rec.src.is_symlink()
+        log.add("not_a_file" if found else "missing_image", rec.src, f"image is {file_kind(rec.src)}, not a regular "
+                f"file" if found else f"image file not found (annotations in {rec.ann_file})", f"image skipped ({lost})")
         return None
     try:
         info = probe_image(rec.src)
@@ -222,10 +230,16 @@ def _check_out(out: Path, ds: SourceDataset, overwrite: bool) -> list[Path]:
 
 
 def _clear(out: Path, files: list[Path]) -> None:
-    """Remove the converter's own files, then the folders of MANAGED that are left empty."""
+    """Remove the converter's own files (and the temporary files a killed run left beside them), then
+    the folders of MANAGED that are left empty."""
     for f in files:
         if f.is_symlink() or f.is_file():
             f.unlink()
+    by_folder: dict[Path, list[str]] = {}
+    for f in files:
+        by_folder.setdefault(f.parent, []).append(f.name)
+    for folder, names in by_folder.items():
+        remove_leftovers(folder, names)
     for top in ("images", "labels", "annotations"):
         d = out / top
         if not d.is_dir() or d.is_symlink():
@@ -250,7 +264,7 @@ def _place(src: Path, dst: Path, link: str) -> None:
             return
         except OSError:
             pass  # another file system or no permission: fall back to a copy
-    shutil.copyfile(src, dst)
+    atomic_copy(src, dst)
 
 
 def _split_stats(items: list[_Accepted], names: list[str]) -> dict[str, Any]:
@@ -295,10 +309,10 @@ def _write_split(out: Path, split: str, items: list[_Accepted], ds: SourceDatase
             raise FileExistsError(f"{dst} exists and was not written by this converter; choose another --out")
         _place(it.rec.src, manifest.add(dst), link)
         text = "".join(b.line + "\n" for b in it.boxes)  # empty file for an image without boxes
-        manifest.add(out / "labels" / split / f"{Path(it.name).stem}.txt").write_text(text)
+        atomic_write_text(manifest.add(out / "labels" / split / f"{Path(it.name).stem}.txt"), text)
     (out / "annotations").mkdir(exist_ok=True)
     coco = _coco_json(items, ds.names, f"{ds.format} {split} split converted from {ds.root}")
-    manifest.add(out / "annotations" / f"{split}.json").write_text(json.dumps(coco))
+    atomic_write_text(manifest.add(out / "annotations" / f"{split}.json"), json.dumps(coco))
 
 
 def _data_yaml(out: Path, present: list[str], names: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -344,8 +358,9 @@ def write_dataset(ds: SourceDataset, out: str | Path, *, link: str = "copy", ove
     taken: dict[str, set[str]] = {s: set() for s in SPLITS}
     splits_of_src: dict[Path, set[str]] = {}
     # Sorted so that image ids, renames and the report do not depend on directory listing order.
+    sources = [ds.root, *ds.image_dirs]
     for rec in sorted(ds.records, key=lambda r: (SPLITS.index(r.split), r.name, str(r.src))):
-        info = _check_image(rec, log)
+        info = _check_image(rec, sources, log)
         if info is None:
             continue
         boxes = _clean_boxes(rec, info, len(ds.names), log)
@@ -371,13 +386,17 @@ def write_dataset(ds: SourceDataset, out: str | Path, *, link: str = "copy", ove
                     raise FileExistsError(f"{dst} exists and was not written by this converter; choose another --out")
     _clear(out, stale)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = _Manifest(out)
     try:
-        for split in present:
-            _write_split(out, split, accepted[split], ds, link, manifest)
-        return _write_meta(out, ds, present, accepted, log, link, manifest)
-    finally:
-        manifest.close()
+        manifest = _Manifest(out)
+        try:
+            for split in present:
+                _write_split(out, split, accepted[split], ds, link, manifest)
+            return _write_meta(out, ds, present, accepted, log, link, manifest)
+        finally:
+            manifest.close()
+    except DiskFullError as e:  # data.yaml is written last: without it the output cannot pass for finished
+        raise DiskFullError(e.errno, f"{e}; {out} is incomplete (no data.yaml): rerun with --overwrite "
+                                     "once there is room") from e
 
 
 def _write_meta(out: Path, ds: SourceDataset, present: list[str], accepted: dict, log: ProblemLog, link: str,
@@ -387,7 +406,7 @@ def _write_meta(out: Path, ds: SourceDataset, present: list[str], accepted: dict
     notes = ds.notes + notes
     header = (f"# Ultralytics dataset YAML written by detector.data ({ds.format} converter); details in report.json.\n"
               "# coco_json: COCO ground truth per entry, category_id = class index + 1.\n")
-    manifest.add(out / "data.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    atomic_write_text(manifest.add(out / "data.yaml"), header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
     report: dict[str, Any] = {
         "format": ds.format,
@@ -404,7 +423,7 @@ def _write_meta(out: Path, ds: SourceDataset, present: list[str], accepted: dict
         "problem_counts": dict(sorted(Counter(p.kind for p in log.items).items())),
         "problems": log.to_list(),
     }
-    manifest.add(out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    atomic_write_text(manifest.add(out / "report.json"), json.dumps(report, indent=2, ensure_ascii=False))
     if len(log):
         warnings.warn(f"{len(log)} data problem(s) in {ds.root}: {report['problem_counts']}; "
                       f"details in {out / 'report.json'}", DataProblemWarning, stacklevel=3)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Iterator
 import cv2
 import numpy as np
 
+from ..files import atomic_write_bytes, file_kind
 from .sidecars import find_sidecars
 
 # ultralytics.data.utils.IMG_FORMATS / VID_FORMATS in 8.4 (tests/test_data_tools.py keeps them in sync)
@@ -194,7 +195,7 @@ def convert_to_8bit(src: str | Path, dst: str | Path) -> bool:
     ok, buf = cv2.imencode(Path(dst).suffix.lower() or ".png", img)
     if not ok:
         raise ImageReadError(f"cannot encode {dst} as 8-bit {Path(dst).suffix}")
-    buf.tofile(str(dst))
+    atomic_write_bytes(dst, buf.tobytes())  # never a half-written image (a full disk: one line)
     return True
 
 
@@ -239,8 +240,6 @@ def expand_source(source: str | Path) -> SourceList:
     """Expand a folder (recursively sorted), a file or a glob pattern into image and video files.
     Sidecar files of the images (world files, .aux.xml, ...) are listed as such; files with other
     suffixes are listed as skipped, not silently ignored."""
-    from ..files import file_kind
-
     out = SourceList()
     s = str(source)
     p = Path(s).expanduser()

@@ -15,16 +15,12 @@ Output safety lives here (``OutputFolder``):
   manifest (``.snnvit-outputs``), and an existing file not listed there stops the run before it starts;
 * predictions are flushed as they are produced: ``predictions.jsonl`` / ``detections.geojsonl`` grow
   by one line per frame, so a crash loses nothing written so far; a finished run turns them into
-  ``predictions.json`` / ``detections.geojson`` and removes the line files. A line file left by a killed
-  run is never deleted: the next run into the folder renames it (``predictions.interrupted.jsonl``)
-  and says so;
-* every file is written through a hidden temporary file and renamed into place (``detector.files``),
-  so no output is ever half-written; temporary files a killed run left beside the tool's outputs are
-  removed at the next start, and a full disk stops the run with one line naming the disk;
-* a frame's outputs agree (``write_frame``): Ctrl-C is held until every writer has the frame, and a
-  writer that fails on one frame (a render OpenCV cannot encode) costs that output only, reported as
-  skipped; the folder goes on. Renders too large for JPEG (longer than 65,500 px: SAR strips) are
-  downscaled to fit, with a warning.
+  ``predictions.json`` / ``detections.geojson`` and removes the line files; a line file a killed run
+  left is renamed (``predictions.interrupted.jsonl``, with a warning), never deleted;
+* files are written whole (``detector.files``: temporary file and rename; a killed run's temporary
+  files are removed at the next start; a full disk is one line naming the disk), and a frame's outputs
+  agree (``write_frame``: Ctrl-C waits for all writers; a writer failing on one frame is reported and
+  the folder goes on). Renders longer than JPEG's 65,500 px (SAR strips) are downscaled, with a warning.
 """
 
 from __future__ import annotations
