@@ -50,23 +50,44 @@ def plain(obj: Any) -> Any:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then rename over ``path``."""
+    """torch.save to a temp file in the same folder, fsync, then rename over ``path``. Temp files that
+    killed saves of ``path`` left are removed first; a full disk is ``detector.files.DiskFullError``
+    (one line naming the disk), and the temp file is removed on any failure."""
+    from .files import remove_leftovers, writing
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, [path.name])
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal permissions
-        os.replace(tmp, path)
+        with writing(path):
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal permissions
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_checkpoint_leftovers(folder: str | Path) -> list[Path]:
+    """Temp files that killed saves left in a run's weights folder (``.last.pt.XXXXXXXX.tmp``,
+    ``.best.pt.tmp``..., and ``best.tmp`` / ``epochN.tmp`` of earlier versions): removed, returned."""
+    from .files import remove_leftovers
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    old = [p for p in folder.iterdir() if re.fullmatch(r"(best|epoch\d+)\.tmp", p.name) and p.is_file()]
+    for p in old:
+        p.unlink()
+    names = {"last.pt", "best.pt", *(p.name for p in folder.glob("epoch*.pt"))}
+    return old + remove_leftovers(folder, names)
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, **extra: Any) -> Path:

@@ -19,7 +19,6 @@ spiking detector (``detector.engine.trainer.SNNTrainer``) and the ANN baseline /
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,9 @@ from ultralytics.utils import LOGGER, RANK
 from ultralytics.utils.files import get_latest_run
 from ultralytics.utils.torch_utils import ModelEMA, unwrap_model
 
+from ..files import atomic_copy
 from ..io.dataset_yaml import check_dataset_yaml
+from ..weights import remove_checkpoint_leftovers
 from .resume import require_training_checkpoint, run_dir_of, sanitize_train_args
 
 # Ultralytics' ``args`` that may change when resuming (the rest comes from the checkpoint).
@@ -174,14 +175,12 @@ class SafeTrainer(DetectionTrainer):
             **self.checkpoint_fields(),
         }
         self.wdir.mkdir(parents=True, exist_ok=True)
+        remove_checkpoint_leftovers(self.wdir)  # temp files of saves a killed run left
         self.write_checkpoint(self.last, model, **extra)
-        if self.best_fitness == self.fitness:
-            shutil.copyfile(self.last, self.best.with_suffix(".tmp"))
-            self.best.with_suffix(".tmp").replace(self.best)  # atomic
+        if self.best_fitness == self.fitness:  # written whole (temp file + rename), like last.pt
+            atomic_copy(self.last, self.best, fsync=True)
         if self.save_period > 0 and self.epoch % self.save_period == 0:
-            periodic = self.wdir / f"epoch{self.epoch}.pt"
-            shutil.copyfile(self.last, periodic.with_suffix(".tmp"))
-            periodic.with_suffix(".tmp").replace(periodic)  # atomic, like last.pt and best.pt
+            atomic_copy(self.last, self.wdir / f"epoch{self.epoch}.pt", fsync=True)
         return True
 
     def check_resume(self, overrides):
