@@ -300,6 +300,24 @@ def test_a_box_across_the_antimeridian_is_cut_there(tmp_path):
         assert (x * np.roll(y, -1) - np.roll(x, -1) * y).sum() > 0 and np.array_equal(ring[0], ring[-1])
 
 
+def test_detect_tool_passes_geojson_crs(tmp_path, monkeypatch):
+    """tools/detect.py --geojson-crs reaches the library (wgs84 unless asked); other values are refused."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    monkeypatch.syspath_prepend(str(tools))
+    spec = importlib.util.spec_from_file_location("detect_tool", tools / "detect.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    seen = []
+    monkeypatch.setattr(tool, "detect", lambda *a, **k: seen.append(k["geojson_crs"]) or SimpleNamespace(images=1, frames=0))
+    for extra, want in (([], "wgs84"), (["--geojson-crs", "native"], "native")):
+        assert tool.main(["--source", str(tmp_path), "--save-geojson", *extra]) == 0 and seen[-1] == want
+    with pytest.raises(SystemExit):
+        tool.main(["--source", str(tmp_path), "--save-geojson", "--geojson-crs", "EPSG:4326"])
+
+
 # -- broken georeferencing ---------------------------------------------------------------------------
 def test_unusable_georeferencing_is_reported_and_never_written_as_non_finite(tmp_path, caplog):
     src = tmp_path / "bad"
@@ -398,6 +416,15 @@ def test_jpeg2000_and_cog(tmp_path, name, dtype, profile):
     assert np.array_equal(read_image(p), to_bgr(to_uint8(np.moveaxis(rgb[::-1], 0, -1))))
     g = read_georeference(p)
     assert g.crs == "EPSG:32633" and g.transform == (10.0, 0.0, 500000.0, 0.0, -10.0, 4500000.0)
+
+
+def test_low_bit_depth_reads_as_opencv_does(tmp_path):
+    """A 1-bit GeoTIFF: GDAL gives 0/1, OpenCV 0/255; read through GDAL it is 0/255 too."""
+    bits = (np.indices((40, 50)).sum(0) % 2).astype(np.uint8)
+    p = write_raster(tmp_path / "mask.tif", data=bits[None], size=(40, 50), nbits=1,
+                     transform=Affine(2, 0, 0, 0, -2, 0))
+    assert np.array_equal(read_image(p), cv2.cvtColor(bits * 255, cv2.COLOR_GRAY2BGR))
+    assert np.array_equal(read_image(p)[..., 0], cv2.imread(str(p), cv2.IMREAD_GRAYSCALE))
 
 
 def test_the_wheel_has_the_drivers():

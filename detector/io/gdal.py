@@ -122,4 +122,7 @@ def read_pixels(path: str | Path, max_pixels: int) -> np.ndarray:
                     lut[i] = (rgba[2], rgba[1], rgba[0])  # (r, g, b, a) -> BGR
             return lut[ds.read(1).astype(np.intp).clip(0, 255)]
         a = ds.read(bands)  # (bands, H, W)
+        nbits = int(ds.tags(bands[0], ns="IMAGE_STRUCTURE").get("NBITS", 8))
+        if a.dtype == np.uint8 and nbits < 8:  # 1, 2 or 4-bit samples (GDAL gives 0..2^n - 1): full range
+            a = (a.astype(np.uint16) * 255 // ((1 << nbits) - 1)).astype(np.uint8)
     return a[0] if len(bands) == 1 else np.ascontiguousarray(np.moveaxis(a, 0, -1))
