@@ -132,7 +132,8 @@ def test_each_form_against_gdal_read_back_by_a_gis_reader(tmp_path):
     src.mkdir()
     scale_tie_tiff(src / "north_up.tif", 10.0, 10.0, 500000.0, 4500000.0, geokeys(32633))
     write_raster(src / "rotated.tif", crs="EPSG:3857",
-                 transform=Affine.translation(1.2e6, 6.1e6) @ Affine.rotation(30) @ Affine.shear(10, 0) @ Affine.scale(2, -2))
+                 transform=Affine.translation(1.2e6, 6.1e6) @ Affine.rotation(30) @ Affine.shear(10, 0)
+                 @ Affine.scale(2, -2))
     utm = Affine.translation(450000, 5100000) @ Affine.rotation(-12) @ Affine.scale(250, -250)  # an 80 km track
     cols, rows = np.meshgrid(np.linspace(0, 320, 21), np.linspace(0, 320, 10))  # S1 GRD: a 21 x 10 grid
     X, Y = utm @ (cols.ravel(), rows.ravel())
@@ -276,7 +277,7 @@ def test_gcp_fit_in_a_local_projection(scene, lat_north, width, height, pixel, o
     ours = miss_m(*geo.to_lonlat(px, py)).max()
     with rasterio.Env():
         degrees = miss_m(*rasterio.transform.xy(gcps, py, px, offset="ul")).max()
-    print(f"{scene}: local projection {ours:.3f} m (residual at the GCPs {geo.gcp_residual_m} m), degrees {degrees:.1f} m")
+    print(f"{scene}: local projection {ours:.3f} m (at the GCPs {geo.gcp_residual_m} m), degrees {degrees:.1f} m")
     assert ours < ours_m and degrees > degrees_m
 
 
@@ -311,7 +312,8 @@ def test_detect_tool_passes_geojson_crs(tmp_path, monkeypatch):
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     seen = []
-    monkeypatch.setattr(tool, "detect", lambda *a, **k: seen.append(k["geojson_crs"]) or SimpleNamespace(images=1, frames=0))
+    monkeypatch.setattr(tool, "detect",
+                        lambda *a, **k: seen.append(k["geojson_crs"]) or SimpleNamespace(images=1, frames=0))
     for extra, want in (([], "wgs84"), (["--geojson-crs", "native"], "native")):
         assert tool.main(["--source", str(tmp_path), "--save-geojson", *extra]) == 0 and seen[-1] == want
     with pytest.raises(SystemExit):

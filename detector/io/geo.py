@@ -55,7 +55,8 @@ class GeoError(ValueError):
 class GeoReference:
     """How a raster's pixels map to the ground. ``kind``: ``affine`` (``transform`` = a, b, c, d, e, f:
     ``X = a x + b y + c``, ``Y = d x + e y + f``), ``gcps`` (``gcps`` = (col, row, X, Y) each), or
-    ``rpcs`` / ``geolocation`` (reported, not used). ``crs``: ``EPSG:n``, a WKT, or None (a world file without a CRS)."""
+    ``rpcs`` / ``geolocation`` (reported, not used). ``crs``: ``EPSG:n``, a WKT, or None (a world file
+    without a CRS)."""
 
     path: str
     kind: str
@@ -124,7 +125,8 @@ class GeoReference:
 
                 with gdal.environment():
                     try:
-                        X, Y = transform(CRS.from_wkt(self.fit_wkt), self._crs, X.ravel().tolist(), Y.ravel().tolist())
+                        X, Y = transform(CRS.from_wkt(self.fit_wkt), self._crs, X.ravel().tolist(),
+                                         Y.ravel().tolist())
                     except Exception as e:  # noqa: BLE001 - PROJ: outside the projection's domain
                         raise GeoError(f"pixels do not map to the GCPs' CRS ({' '.join(str(e).split())})") from e
                 X, Y = np.asarray(X, np.float64).reshape(xs.shape), np.asarray(Y, np.float64).reshape(xs.shape)
@@ -251,7 +253,7 @@ def read_georeference(path: str | Path) -> GeoReference | None:
         if not _reported_missing:  # once per process: every TIFF would say the same
             LOGGER.warning(f"{path}: georeferencing not read: {gdal.MISSING}; detections stay in pixel coordinates "
                            "(and so for every other file)")
-        _reported_missing.append(str(path))
+            _reported_missing.append(str(path))
         return None
     try:
         with gdal.opened(path) as (ds, messages):

@@ -120,7 +120,8 @@ class GeoJsonCollection:
             self.rasters[source] = raster_info(geo) | {"georeferencing": "unusable", "problem": str(e)}
             return xs, ys, "pixel", "unusable", None, str(e)
 
-    def features(self, geo: GeoReference | None, det: np.ndarray, source: str, frame: int | None = None) -> list[dict]:
+    def features(self, geo: GeoReference | None, det: np.ndarray, source: str,
+                 frame: int | None = None) -> list[dict]:
         """GeoJSON features for one frame's detections ``det`` (N, 6: x1, y1, x2, y2, score, class)."""
         det = np.asarray(det, dtype=np.float64).reshape(-1, 6)
         if geo is not None and source not in self.rasters:
