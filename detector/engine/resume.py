@@ -10,7 +10,10 @@ checkpoint can come from anywhere, so nothing in it is trusted as such:
 * the run folder is always the checkpoint's own folder (``run_dir_of``), never a folder named inside
   the file: resuming a copied run writes into the copy, not into the original;
 * only a training checkpoint (optimizer state, epoch, arguments) can be resumed, not an inference
-  export (``require_training_checkpoint``).
+  export (``require_training_checkpoint``);
+* values within bounds can still be absurd together (batch 4096 at imgsz 8192): what the resumed run
+  would hold in memory is measured before it starts and refused in one line when this machine does
+  not have it (``check_resume_memory``); ``--batch`` / ``--imgsz`` on resume override the stored values.
 """
 
 from __future__ import annotations
@@ -38,12 +41,12 @@ def _bad(source: Any, key: str, value: Any, why: str) -> ValueError:
 def _check_number(key: str, v: Any, default: Any, source: Any) -> Any:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise _bad(source, key, v, f"must be a number like the default {default!r}")
+    if not math.isfinite(float(v)):  # before any int(): int(nan) would fail without naming the field
+        raise _bad(source, key, v, "must be finite")
     if isinstance(default, int) and not isinstance(default, bool) and not isinstance(v, int):
         if float(v) != int(v):
             raise _bad(source, key, v, "must be an integer")
         v = int(v)
-    if not math.isfinite(float(v)):
-        raise _bad(source, key, v, "must be finite")
     lo, hi = BOUNDS.get(key, (-1e9, 1e9))
     if not lo <= v <= hi:
         raise _bad(source, key, v, f"must be in {lo}..{hi}")
@@ -107,3 +110,73 @@ def require_training_checkpoint(ckpt: dict, path: str | Path) -> None:
                          f"file?); start a new run from it with --model {path}")
     if isinstance(ckpt["epoch"], bool) or not isinstance(ckpt["epoch"], int) or ckpt["epoch"] < -1:
         raise ValueError(f"{path}: stored epoch {ckpt['epoch']!r} is not a valid epoch")
+    for key in ("updates", "best_fitness", "fitness"):  # read as numbers when the run resumes
+        v = ckpt.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or (key == "updates" and (not isinstance(v, int) or v < 0))):
+            raise ValueError(f"{path}: stored {key} {v!r} is not a finite number" + (" >= 0" if key == "updates" else ""))
+
+
+PROBE_SIZE = 128  # px: the measured forward (stride 32: a 4x4 grid at P5, enough for batch norm in train mode)
+
+
+def activation_bytes(model, size: int = PROBE_SIZE) -> int:
+    """Bytes autograd keeps for the backward pass of one training forward of one ``size`` px image:
+    every tensor saved for backward, each storage counted once, the parameters left out (they do not
+    grow with the batch or the image)."""
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.rand(1, 3, size, size))
+    return sum(seen.values())
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check_resume_memory(model, batch: Any, imgsz: Any, device: Any, source: Any, amp: bool = False) -> int | None:
+    """Refuse (ValueError, one line naming ``batch``, ``imgsz`` and the options that override them) a
+    resumed run whose activations alone would not fit in the memory available: the CPU's available RAM,
+    or each GPU's free memory (the batch split over the GPUs of a DDP run). The estimate is measured on
+    ``model`` (``activation_bytes`` at ``PROBE_SIZE``, scaled by the pixels and the batch; halved under
+    AMP on CUDA), so it is a lower bound of what the run needs. Returns the estimate in bytes (None for
+    Ultralytics' automatic batch, ``batch`` -1, which sizes itself)."""
+    import psutil
+
+    from ..devices import resolve_device
+
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        return None
+    per_image = activation_bytes(model) * (int(imgsz) / PROBE_SIZE) ** 2
+    try:
+        dev = resolve_device(device if device not in (None, "", "-1") else "cpu", multi=True)
+    except ValueError:
+        dev = resolve_device("cpu")
+    if dev.is_cuda:
+        import torch
+
+        per_image /= 2 if amp else 1
+        n = len(dev.indices)
+        free = min(torch.cuda.mem_get_info(i)[0] for i in dev.indices)
+        where, per_device = f"GPU {','.join(map(str, dev.indices))} (free)", -(-batch // n)
+    else:
+        free, where, per_device = psutil.virtual_memory().available, f"{dev.kind} (available RAM)", batch
+    need = per_image * per_device
+    if need > free:
+        fits = int(free // per_image)
+        hint = f"--batch {fits * (len(dev.indices) if dev.is_cuda else 1)} or smaller" if fits else "a smaller --imgsz"
+        raise ValueError(f"{source}: resuming with batch {batch} at imgsz {imgsz} would need about {_size(need)} "
+                         f"for activations alone ({_size(per_image)} per image, measured), more than the {_size(free)} "
+                         f"of the {where}; resume with {hint} (--batch and --imgsz override the stored values)")
+    return int(need)

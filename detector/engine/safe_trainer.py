@@ -32,7 +32,7 @@ from ultralytics.utils.torch_utils import ModelEMA, unwrap_model
 from ..files import atomic_copy
 from ..io.dataset_yaml import check_dataset_yaml
 from ..weights import remove_checkpoint_leftovers
-from .resume import require_training_checkpoint, run_dir_of, sanitize_train_args
+from .resume import check_resume_memory, require_training_checkpoint, run_dir_of, sanitize_train_args
 
 # Ultralytics' ``args`` that may change when resuming (the rest comes from the checkpoint).
 RESUME_ALLOWED = {"epochs", "imgsz", "batch", "device", "workers", "cache", "patience", "time", "val", "plots", "save_period",
@@ -214,6 +214,8 @@ class SafeTrainer(DetectionTrainer):
                     ignored.append(k)
             if ignored:
                 LOGGER.warning(f"resume keeps the checkpoint's {ignored}; start a new run to change them")
+            check_resume_memory(self.model_from_checkpoint(ckpt), self.args.batch, self.args.imgsz, self.args.device,
+                                last, amp=bool(self.args.amp))  # before anything is allocated
             self.on_resume(ckpt, last)
             resume = True
         self.resume = resume

@@ -16,6 +16,7 @@ needs:
 from __future__ import annotations
 
 import hashlib
+import math
 from copy import copy
 from pathlib import Path
 from typing import Any
@@ -99,16 +100,19 @@ class SNNTrainer(SafeTrainer):
         return int(np.median(np.asarray(shapes).max(1)))
 
     def on_resume(self, ckpt, path):
-        """Distil with the teacher the run was trained with (checked by its sha256), unless ``--teacher``
-        names one again."""
+        """A run trained with a teacher resumes with the teacher the user names again (``--teacher``), which
+        must be the same file (sha256). The path stored in the checkpoint is never opened: nothing a
+        checkpoint names is trusted."""
         stored = ckpt.get("distill")
         if self.distill_args is None and isinstance(stored, dict) and stored.get("teacher"):
-            self.distill_args = {k: stored.get(k) for k in ("teacher", "cls_weight", "box_weight", "temperature",
-                                                            "teacher_sha256", "feat_weight")}
-            if not Path(str(stored["teacher"])).is_file():
-                raise FileNotFoundError(f"{path} was trained with teacher {stored['teacher']}, which is not there; "
-                                        "pass --teacher PATH to resume")
-        elif self.distill_args is not None and isinstance(stored, dict):
+            flags = {"cls_weight": "--kd-cls", "box_weight": "--kd-box", "temperature": "--kd-temperature",
+                     "feat_weight": "--kd-feat"}
+            same = " ".join(f"{f} {v:g}" for k, f in flags.items() if isinstance(v := stored.get(k), (int, float))
+                            and not isinstance(v, bool) and math.isfinite(v) and (v or k != "feat_weight"))
+            raise ValueError(f"{path} was trained with distillation from teacher {str(stored['teacher'])[:200]!r}; a path "
+                             f"stored in a checkpoint is never opened: pass --teacher PATH to resume (the same file, "
+                             f"checked by sha256){f' and the same {same}' if same else ''}")
+        if self.distill_args is not None and isinstance(stored, dict):
             self.distill_args.setdefault("teacher_sha256", stored.get("teacher_sha256"))
         adapters = ckpt.get("distill_adapters")
         if self.distill_args is not None and isinstance(adapters, dict):
@@ -238,8 +242,8 @@ def train(
     data: str | Path,
     model: str | Path = "n",
     epochs: int | None = None,
-    imgsz: int = 640,
-    batch: int = 16,
+    imgsz: int | None = None,
+    batch: int | None = None,
     device: str = "cpu",
     timesteps: int | None = None,
     resume: str | bool = False,
@@ -257,7 +261,8 @@ def train(
     ``distill``: teacher settings (``detector.engine.distill``); ``device``: ``detector.devices`` names
     (several GPUs: DDP); ``amp``: mixed precision on CUDA (ignored on the CPU); ``resume``: True (latest run) or the
     path of a ``last.pt`` (``epochs`` may then raise the total, and the learning-rate schedule follows;
-    default 100 for a new run). Returns the finished trainer (``trainer.save_dir``, ``trainer.best``,
+    default 100 for a new run; ``imgsz`` / ``batch``, default 640 / 16 for a new run, override the
+    checkpoint's when given). Returns the finished trainer (``trainer.save_dir``, ``trainer.best``,
     ``trainer.metrics``)."""
     from ..devices import resolve_device
 
@@ -276,8 +281,9 @@ def train(
         args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
                 "device": device, **({} if amp else {"amp": False}), **overrides}
         args["model"] = str(resume) if not isinstance(resume, bool) else ""
-        if epochs is not None:
-            args["epochs"] = epochs
+        for key, value in (("epochs", epochs), ("imgsz", imgsz), ("batch", batch)):
+            if value is not None:
+                args[key] = value
     else:
         changes = {k: v for k, v in (model_changes or {}).items() if v is not None}
         if str(model).endswith(".pt") and (timesteps is not None or neuron or changes):
@@ -285,7 +291,8 @@ def train(
                              "apply to a checkpoint")
         model_arg = str(model) if str(model).endswith(".pt") else str(resolve_model_yaml(model, timesteps, neuron,
                                                                                          **changes))
-        args = dict(model=model_arg, data=str(data), epochs=100 if epochs is None else epochs, imgsz=imgsz, batch=batch, device=device,
+        args = dict(model=model_arg, data=str(data), epochs=100 if epochs is None else epochs,
+                    imgsz=640 if imgsz is None else imgsz, batch=16 if batch is None else batch, device=device,
                     amp=bool(amp), project=str(Path(project).resolve()), name=name, **overrides)
     trainer = SNNTrainer(overrides=args, distill=distill)  # writes model.yaml into the run folder once the model is built
     trainer.train()
