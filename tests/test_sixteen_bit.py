@@ -56,13 +56,14 @@ def test_converter_writes_training_images_as_detection_reads_them(tmp_path):
         "000002.tif": (rng.gamma(1.0, 400.0, (48, 64))).astype(np.uint16),  # 16-bit GeoTIFF-like (grey)
         "000003.tif": rng.integers(0, 3000, (48, 64, 3), dtype=np.uint16),  # 16-bit RGB
         "000004.png": rng.integers(0, 255, (48, 64, 3), dtype=np.uint8),  # 8-bit: copied as it is
+        "000005.jp2": rng.integers(0, 3000, (48, 64, 3), dtype=np.uint16),  # 16-bit JPEG 2000 (lossless)
     }
     for name, img in images.items():
         path = root / "JPEGImages" / name
         if name.endswith(".tif"):
             tifffile.imwrite(str(path), img)
         else:
-            cv2.imwrite(str(path), img)
+            cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG2000_COMPRESSION_X1000, 1000] if name.endswith(".jp2") else [])
         (root / "Annotations" / f"{Path(name).stem}.xml").write_text(
             "<annotation><size><width>64</width><height>48</height></size><object><name>ship</name>"
             "<bndbox><xmin>4</xmin><ymin>4</ymin><xmax>20</xmax><ymax>30</ymax></bndbox></object></annotation>")

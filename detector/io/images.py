@@ -192,7 +192,9 @@ def convert_to_8bit(src: str | Path, dst: str | Path) -> bool:
     if is_8bit(src):
         return False
     img = read_image(src)
-    ok, buf = cv2.imencode(Path(dst).suffix.lower() or ".png", img)
+    ext = Path(dst).suffix.lower() or ".png"
+    lossless = [cv2.IMWRITE_JPEG2000_COMPRESSION_X1000, 1000] if ext == ".jp2" else []  # else OpenCV's JP2 is lossy
+    ok, buf = cv2.imencode(ext, img, lossless)
     if not ok:
         raise ImageReadError(f"cannot encode {dst} as 8-bit {Path(dst).suffix}")
     atomic_write_bytes(dst, buf.tobytes())  # never a half-written image (a full disk: one line)
