@@ -11,6 +11,7 @@ resampling, so no second interpolation blurs the map, and padding tokens never r
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from ...files import atomic_write_bytes
 from ...io.letterbox import Letterbox
 from ...io.writers import render
 from .capture import BlockCapture
@@ -142,6 +144,25 @@ def panel_figsize(n_blocks: int, n_steps: int, aspect: float) -> tuple[float, fl
     return CELL_W * cols, rows * ((CELL_W - 0.6) * a + TITLE_H) + 0.5
 
 
+MAX_PANEL_PIXELS = 2**27  # ~134 Mpx: an RGBA canvas of ~0.5 GB
+MAX_PANEL_SIDE = 2**16 - 1  # Agg's largest side
+
+
+def check_dpi(dpi, n_blocks: int, n_steps: int) -> int:
+    """Refuse (one line) a ``dpi`` whose panel could exceed ``MAX_PANEL_PIXELS`` or Agg's largest side for
+    this many blocks and timesteps (checked for the tallest images, aspect 4, before any work)."""
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 1:
+        raise ValueError(f"dpi must be a positive integer, got {dpi!r}")
+    fw, fh = panel_figsize(n_blocks, n_steps, 4.0)
+    w, h = fw * dpi, fh * dpi
+    if w * h > MAX_PANEL_PIXELS or max(w, h) > MAX_PANEL_SIDE:
+        fits = int(min((MAX_PANEL_PIXELS / (fw * fh)) ** 0.5, MAX_PANEL_SIDE / max(fw, fh)))
+        raise ValueError(f"dpi {dpi} makes panels of up to {w:.0f}x{h:.0f} px ({n_blocks} block(s), {n_steps} "
+                         f"timestep(s)); at most {MAX_PANEL_PIXELS / 1e6:.0f} Mpx and {MAX_PANEL_SIDE} px a side: use "
+                         f"dpi {fits} or less (or fewer --blocks / --timesteps)")
+    return dpi
+
+
 def _display_shape(shape: tuple[int, int]) -> tuple[int, int]:
     H0, W0 = shape
     k = min(1.0, DISPLAY_MAX / max(H0, W0))
@@ -206,7 +227,9 @@ def render_panel(res: HeatmapResult, path: str | Path, timesteps: Sequence[int] 
             ax.set_yticks([])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())  # never a half-written panel
     res.panel = path
     res.panel_shape = fig.canvas.get_width_height()[::-1]
     return path
@@ -238,6 +261,8 @@ def save_npz(res: HeatmapResult, path: str | Path) -> Path:
         arrays[f"mask_{i}"] = b.mask.astype(np.float16)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
     res.npz = path
     return path

@@ -24,7 +24,7 @@ from ...io.images import ImageReadError, expand_source, read_image
 from ...io.letterbox import Letterbox, letterbox_tensor
 from ...io.writers import OutputFolder, next_run_folder
 from .capture import SSSACapture, find_sssa_blocks, select_blocks
-from .panel import INTERPOLATIONS, HeatmapResult, block_maps, check_timesteps, render_panel, save_npz
+from .panel import INTERPOLATIONS, HeatmapResult, block_maps, check_dpi, check_timesteps, render_panel, save_npz
 
 
 def heatmap_image(model: nn.Module, img_bgr: np.ndarray, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
@@ -122,6 +122,10 @@ def heatmaps(
         raise ValueError(f"unknown interpolation {interp!r}; choose from {INTERPOLATIONS}")
     if imgsz is not None:
         checks.imgsz(imgsz)
+    if max_images is not None:  # a slice [:-1] would silently drop the last image
+        checks.positive_int("max_images", max_images)
+    if isinstance(calib, bool) or not isinstance(calib, int) or calib < 0:
+        raise ValueError(f"calib must be a non-negative integer, got {calib!r}")
     if tile is not None:
         from ...engine.tiling import check_tiling
 
@@ -160,8 +164,8 @@ def heatmaps(
     found = find_sssa_blocks(model)
     if not found:
         raise ValueError("the model has no SSSA blocks (is its attention 'ssa'?); nothing to show")
-    select_blocks([n for n, _ in found], blocks)
-    check_timesteps(timesteps, found[0][1].saccade.T)
+    shown = select_blocks([n for n, _ in found], blocks)
+    check_dpi(dpi, len(shown), len(check_timesteps(timesteps, found[0][1].saccade.T)))  # the canvas is bounded
     if auto_label is None:
         calib_imgs = [im for im in (load(p, record=False) for p in src.images[:calib]) if im is not None]
         n = calibrate_bn(model, calib_imgs, imgsz) if calib_imgs else 0
