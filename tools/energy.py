@@ -71,6 +71,17 @@ def main(argv=None) -> int:
         ap.error("--max-images must be >= 1")
     if a.batch < 1:
         ap.error("--batch must be >= 1")
+    from pathlib import Path
+
+    from detector import checks
+
+    outs = [(flag, path) for flag, path in (("--json", a.json), ("--csv", a.csv), ("--plot", a.plot)) if path]
+    for flag, path in outs:  # before the measurement, not after it
+        checks.output_file(path, flag)
+    if len({str(Path(p).resolve()) for _, p in outs}) < len(outs):
+        ap.error(f"{', '.join(f for f, _ in outs)} name the same file")
+    if a.batch < 1:
+        ap.error("--batch must be >= 1")
     from detector import checks
 
     outs = [(flag, path) for flag, path in (("--json", a.json), ("--csv", a.csv), ("--plot", a.plot)) if path]

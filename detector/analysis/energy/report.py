@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from ...files import atomic_write_bytes, atomic_write_text
 from ..constants import EnergyConstants
 
 METHOD_NOTES = [
@@ -135,19 +137,18 @@ class EnergyReport:
     def save_json(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2))  # written whole or not at all
 
     def save_csv(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-            w.writeheader()
-            for l in self.layers:
-                row = asdict(l)
-                w.writerow({c: "" if row[c] is None else row[c] for c in CSV_COLUMNS})
-        return path
+        f = io.StringIO(newline="")
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        for l in self.layers:
+            row = asdict(l)
+            w.writerow({c: "" if row[c] is None else row[c] for c in CSV_COLUMNS})
+        return atomic_write_text(path, f.getvalue())
 
     def save_plot(self, path: str | Path, title: str | None = None) -> Path:
         """Per-layer firing rates (top) and energy, SNN vs ANN equivalent, on a log axis (bottom)."""
@@ -190,9 +191,10 @@ class EnergyReport:
         ax2.set_xticks(x)
         ax2.set_xticklabels([l.name for l in self.layers], rotation=90, fontsize=6)
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
         plt.close(fig)
-        return path
+        return atomic_write_bytes(path, buf.getvalue())
 
     def format_table(self, max_name: int = 44) -> str:
         """A plain-text per-layer table and the totals."""
