@@ -44,7 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the full result as JSON")
     args = ap.parse_args(argv)
+    from detector import checks
+    from detector.files import atomic_write_text
 
+    checks.output_file(args.json, "--json")  # before the benchmark, not after it
     try:
         sizes = [ab.parse_grid(s) for s in args.sizes.split(",") if s.strip()]
         result = ab.run_benchmark(
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
     print(ab.format_markdown(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        atomic_write_text(args.json, json.dumps(result, indent=2))
     return 0
 
 

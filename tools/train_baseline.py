@@ -41,6 +41,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if not a.resume and not a.data:
         ap.error("--data is required unless --resume is given")
+    from pathlib import Path
+
+    from detector import checks
+    from detector.files import atomic_write_text
+
+    checks.output_file(a.json, "--json")  # before training, not after it
     weights = a.eval
     if weights is None:
         extra = {} if a.close_mosaic is None else {"close_mosaic": a.close_mosaic}
@@ -60,8 +66,8 @@ def main(argv=None) -> int:
     if tp:
         print("true-positive scores: " + "  ".join(f"{k} {v:.3f}" for k, v in tp.items()))
     if a.json:
-        with open(a.json, "w", encoding="utf-8") as f:
-            json.dump(rep, f, indent=2)
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(a.json, json.dumps(rep, indent=2))
     return 0
 
 
