@@ -11,6 +11,7 @@ ignored. Only then does Ultralytics read it, with downloads off.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -87,7 +88,25 @@ def check_dataset_yaml(data: str | Path, splits: Iterable[str] = ("train", "val"
             if not x.exists():
                 raise FileNotFoundError(f"dataset {path}: '{split}' images not found: {x} (the tools never download "
                                         "data; convert the dataset with tools/convert.py)")
+            _refuse_special_files(x, path)
     return path
+
+
+def _refuse_special_files(folder: Path, yaml_path: Path) -> None:
+    """Ultralytics opens every file of a split folder (and of its ``labels`` twin): a FIFO there would
+    block training or validation forever, so one is refused in one line before it is read."""
+    from ..files import file_kind
+
+    twin = Path(str(folder).replace(f"{os.sep}images", f"{os.sep}labels"))
+    for top in {folder, twin}:
+        if not top.is_dir():
+            continue
+        for dirpath, _, files in os.walk(top):
+            for name in files:
+                p = Path(dirpath) / name
+                if p.exists() and not p.is_file():  # a broken link is Ultralytics' to report (a missing file)
+                    raise ValueError(f"dataset {yaml_path}: {p} is {file_kind(p)}, not a regular file; remove it "
+                                     "(reading it would block)")
 
 
 def load_dataset(data: str | Path, split: str | None = None) -> dict[str, Any]:

@@ -117,6 +117,8 @@ def read_raw(path: str | Path) -> np.ndarray:
     from . import gdal
 
     path = Path(path)
+    if not path.is_file() and path.exists():  # a FIFO would block the read forever
+        raise ImageReadError(f"not a regular file ({file_kind(path)}): {path}")
     if suffix(path) in gdal.GDAL_SUFFIXES and gdal.rasterio_module() is not None:
         try:
             return gdal.read_pixels(path, MAX_PIXELS)
