@@ -61,8 +61,9 @@ def main(argv=None) -> int:
                                 2 if a.warmup is None else a.warmup, 10 if a.repeats is None else a.repeats)
         print(deployment_markdown(rep))
     if a.json:
-        with open(a.json, "w", encoding="utf-8") as f:
-            json.dump(rep, f, indent=2)
+        from detector.files import atomic_write_text
+
+        atomic_write_text(a.json, json.dumps(rep, indent=2))  # written whole or not at all
     return 0
 
 

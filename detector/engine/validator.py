@@ -229,7 +229,9 @@ def evaluate(
                        "the labels of this split")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(result, indent=2), encoding="utf-8")
+        from ..files import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(result, indent=2))  # written whole or not at all
     result["predictions"] = validator.coco_preds
     return result
 
