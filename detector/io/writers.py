@@ -141,7 +141,7 @@ class OutputFolder:
         return path
 
     def prepare(self) -> None:
-        """Create the folder, and remove the temporary files a killed run left beside outputs it wrote."""
+        """Create the folder; remove the temporary files a killed run left beside outputs it wrote."""
         self.path.mkdir(parents=True, exist_ok=True)
         by_folder: dict[Path, list[str]] = {}
         for rel in self._ours:
@@ -249,7 +249,7 @@ class ImageWriter(Writer):
 
     def __init__(self, folder, names):
         super().__init__(folder, names)
-        self._video: tuple[Path, cv2.VideoWriter] | None = None
+        self._video: tuple[Path, cv2.VideoWriter, Path] | None = None  # source, writer, final path
 
     def planned(self, source):
         return [self.folder.path / self.folder.stem(source).with_suffix(".jpg")]
@@ -268,16 +268,19 @@ class ImageWriter(Writer):
         if self._video is None or self._video[0] != frame.source:
             self._close_video()
             path = self.folder.claim(self.folder.path / self.folder.stem(frame.source).with_suffix(".mp4"))
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(frame.fps or 25.0),
+            tmp = path.with_name(f".{path.name}.tmp.mp4")  # renamed when complete (OpenCV picks the container by suffix)
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(frame.fps or 25.0),
                                      (vis.shape[1], vis.shape[0]))
-            self._video = (frame.source, writer)
+            self._video = (frame.source, writer, path)
             self.files.append(path)
         self._video[1].write(vis)
 
     def _close_video(self):
         if self._video is not None:
-            self._video[1].release()
+            _, writer, path = self._video
             self._video = None
+            writer.release()
+            os.replace(path.with_name(f".{path.name}.tmp.mp4"), path)
 
     def close(self):
         self._close_video()
@@ -387,10 +390,9 @@ WRITERS: dict[str, type[Writer]] = {w.name: w for w in (ImageWriter, TxtWriter, 
 
 
 def write_frame(writers: Iterable[Writer], frame: Frame, det: np.ndarray, on_error) -> None:
-    """Give one frame to every writer. Ctrl-C waits until all have it, so the outputs always hold the
-    same frames. A writer that fails on this frame (anything but a file-system error) is reported to
-    ``on_error(source, reason)`` and the others still write: one bad frame never stops a folder. A full
-    disk (``DiskFullError``) or another file-system error stops the run."""
+    """One frame to every writer, Ctrl-C held until all have it (the outputs hold the same frames). A writer
+    failing on the frame is reported to ``on_error(source, reason)`` and the others write; a file-system
+    error (a full disk: ``DiskFullError``) stops the run."""
     with interrupts_held():
         for w in writers:
             try:
@@ -404,8 +406,7 @@ def write_frame(writers: Iterable[Writer], frame: Frame, det: np.ndarray, on_err
 
 
 def close_writers(writers: Iterable[Writer]) -> None:
-    """Close every writer (final files written, line files removed), even when one fails; then raise
-    the first failure."""
+    """Close every writer (final files written, line files removed), then raise the first failure."""
     errors = []
     for w in writers:
         try:
