@@ -3,8 +3,8 @@ layer), no module grows past ~450 lines, and library code never sees argparse.
 
 Layers, bottom to top (docs/design.md, "Layout"):
 
-    settings, checks,  process settings, argument checks, device names
-    devices
+    settings, checks,  process settings, argument checks, device names, safe file writes
+    devices, files
     nn                 spiking layers (neurons and their kernels, synapses, attention, blocks)
     models             the assembled detector and its configs
     weights            checkpoints; onnx_model (running an exported model)
@@ -20,7 +20,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "detector"
-LAYERS = {"settings": 0, "checks": 0, "devices": 0, "nn": 1, "models": 2, "weights": 3, "onnx_model": 3, "io": 4, "data": 5, "engine": 6,
+LAYERS = {"settings": 0, "checks": 0, "devices": 0, "files": 0, "nn": 1, "models": 2, "weights": 3, "onnx_model": 3, "io": 4, "data": 5, "engine": 6,
           "analysis": 7, "export": 7, "demo": 7, "__init__": 8}
 MAX_LINES = 450
 

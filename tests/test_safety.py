@@ -32,10 +32,19 @@ TOOLS = REPO / "tools"
 IMGSZ = 64
 
 
-def run_tool(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_tool(*args, timeout: float = 300, memory_gb: float | None = None) -> subprocess.CompletedProcess:
+    """Run a tool (or ``-c`` code) with this Python; ``memory_gb`` caps the process's address space, so a
+    regression that tries to allocate an absurd amount fails there instead of exhausting the machine."""
     env = {**os.environ, "SNNVIT_THREADS": os.environ.get("SNNVIT_THREADS", "2"), "PYTHONIOENCODING": "utf-8"}
+
+    def limit():
+        import resource
+
+        cap = int(memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=REPO)
+                          cwd=REPO, preexec_fn=limit if memory_gb else None)
 
 
 def one_line_error(r: subprocess.CompletedProcess) -> str:
