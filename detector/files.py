@@ -133,17 +133,20 @@ def leftover_names(name: str) -> re.Pattern[str]:
     return re.compile(rf"^\.{n}\.tmp(\.[A-Za-z0-9]+)?$|^\.{n}\.{_RANDOM}\.tmp$")
 
 
-def remove_leftovers(folder: str | Path, names: Iterable[str]) -> list[Path]:
-    """Remove the temporary files interrupted writes of ``names`` (files in ``folder``) left; returns them."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    patterns = [leftover_names(n) for n in set(names)]
+def remove_leftovers(paths: Iterable[str | Path]) -> list[Path]:
+    """Remove the temporary files interrupted writes of ``paths`` left beside them; returns them."""
+    by_folder: dict[Path, set[str]] = {}
+    for p in map(Path, paths):
+        by_folder.setdefault(p.parent, set()).add(p.name)
     gone = []
-    for p in folder.iterdir():
-        if p.name.startswith(".") and any(pat.match(p.name) for pat in patterns) and (p.is_file() or p.is_symlink()):
-            p.unlink()
-            gone.append(p)
+    for folder, names in by_folder.items():
+        if not folder.is_dir():
+            continue
+        patterns = [leftover_names(n) for n in names]
+        for p in folder.iterdir():
+            if p.name.startswith(".") and any(pat.match(p.name) for pat in patterns) and (p.is_file() or p.is_symlink()):
+                p.unlink()
+                gone.append(p)
     return gone
 
 

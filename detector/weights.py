@@ -57,7 +57,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path.parent, [path.name])
+    remove_leftovers([path])
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with writing(path):
@@ -87,7 +87,7 @@ def remove_checkpoint_leftovers(folder: str | Path) -> list[Path]:
     for p in old:
         p.unlink()
     names = {"last.pt", "best.pt", *(p.name for p in folder.glob("epoch*.pt"))}
-    return old + remove_leftovers(folder, names)
+    return old + remove_leftovers(folder / n for n in names)
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, **extra: Any) -> Path:

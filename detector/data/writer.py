@@ -235,11 +235,7 @@ def _clear(out: Path, files: list[Path]) -> None:
     for f in files:
         if f.is_symlink() or f.is_file():
             f.unlink()
-    by_folder: dict[Path, list[str]] = {}
-    for f in files:
-        by_folder.setdefault(f.parent, []).append(f.name)
-    for folder, names in by_folder.items():
-        remove_leftovers(folder, names)
+    remove_leftovers(files)
     for top in ("images", "labels", "annotations"):
         d = out / top
         if not d.is_dir() or d.is_symlink():

@@ -143,13 +143,8 @@ class OutputFolder:
     def prepare(self) -> None:
         """Create the folder; remove the temporary files a killed run left beside outputs it wrote."""
         self.path.mkdir(parents=True, exist_ok=True)
-        by_folder: dict[Path, list[str]] = {}
-        for rel in self._ours:
-            p = self.path / rel
-            if inside(p.parent, self.path):  # an edited manifest cannot point the clean-up elsewhere
-                by_folder.setdefault(p.parent, []).append(p.name)
-        for folder, names in by_folder.items():
-            remove_leftovers(folder, names)
+        # an edited manifest cannot point the clean-up elsewhere
+        remove_leftovers(p for rel in self._ours if inside((p := self.path / rel).parent, self.path))
 
     def set_aside(self, path: Path, tag: str = "interrupted") -> Path:
         """Rename ``path`` (a result a killed run left) to a free ``STEM.TAG[-k]SUFFIX`` and record it."""
