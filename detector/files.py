@@ -11,6 +11,7 @@
   own outputs are removed, never anything else.
 * ``file_kind``: what a path that is not a regular file is (FIFO, socket, device, broken link), for the
   messages of readers that take only regular files (reading a FIFO blocks forever).
+* ``interrupts_held``: Ctrl-C held during a group of writes that must agree (one frame's outputs).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def mount_point(path: str | Path) -> Path:
     return p
 
 
-def _size(n: float) -> str:
+def size_text(n: float) -> str:
+    """Bytes in words: "512 bytes", "3.1 GiB"."""
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -62,7 +64,7 @@ def disk_full_error(e: OSError, path: str | Path) -> DiskFullError:
     """``DiskFullError`` for ``e`` (ENOSPC / EDQUOT) raised while writing ``path``."""
     where = _existing(Path(path))
     try:
-        free = _size(shutil.disk_usage(where).free) + " free"
+        free = size_text(shutil.disk_usage(where).free) + " free"
     except OSError:
         free = "free space unknown"
     what = "disk quota exceeded" if e.errno == errno.EDQUOT else "no space left"

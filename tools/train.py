@@ -20,8 +20,10 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="", help="dataset YAML (written by tools/convert.py)")
     ap.add_argument("--model", default="n", help="variant n, s, m, a model YAML, or a checkpoint to start from")
     ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 100; with --resume: raise the total)")
-    ap.add_argument("--imgsz", type=int, default=None, help="training size (default 640; with --resume: override the checkpoint's)")
-    ap.add_argument("--batch", type=int, default=None, help="batch size (default 16; with --resume: override the checkpoint's)")
+    ap.add_argument("--imgsz", type=int, default=None,
+                    help="training size (default 640; with --resume: override the checkpoint's)")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="batch size (default 16; with --resume: override the checkpoint's)")
     ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
     ap.add_argument("--no-amp", action="store_true",
                     help="train in fp32 on CUDA (default: mixed precision on CUDA; the CPU always runs fp32)")

@@ -114,7 +114,8 @@ def require_training_checkpoint(ckpt: dict, path: str | Path) -> None:
         v = ckpt.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
                               or (key == "updates" and (not isinstance(v, int) or v < 0))):
-            raise ValueError(f"{path}: stored {key} {v!r} is not a finite number" + (" >= 0" if key == "updates" else ""))
+            what = "a non-negative integer" if key == "updates" else "a finite number"
+            raise ValueError(f"{path}: stored {key} {v!r} is not {what}")
 
 
 PROBE_SIZE = 128  # px: the measured forward (stride 32: a 4x4 grid at P5, enough for batch norm in train mode)
@@ -141,10 +142,6 @@ def activation_bytes(model, size: int = PROBE_SIZE) -> int:
     return sum(seen.values())
 
 
-def _size(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
 def check_resume_memory(model, batch: Any, imgsz: Any, device: Any, source: Any, amp: bool = False) -> int | None:
     """Refuse (ValueError, one line naming ``batch``, ``imgsz`` and the options that override them) a
     resumed run whose activations alone would not fit in the memory available: the CPU's available RAM,
@@ -155,6 +152,7 @@ def check_resume_memory(model, batch: Any, imgsz: Any, device: Any, source: Any,
     import psutil
 
     from ..devices import resolve_device
+    from ..files import size_text
 
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         return None
@@ -176,7 +174,8 @@ def check_resume_memory(model, batch: Any, imgsz: Any, device: Any, source: Any,
     if need > free:
         fits = int(free // per_image)
         hint = f"--batch {fits * (len(dev.indices) if dev.is_cuda else 1)} or smaller" if fits else "a smaller --imgsz"
-        raise ValueError(f"{source}: resuming with batch {batch} at imgsz {imgsz} would need about {_size(need)} "
-                         f"for activations alone ({_size(per_image)} per image, measured), more than the {_size(free)} "
-                         f"of the {where}; resume with {hint} (--batch and --imgsz override the stored values)")
+        raise ValueError(f"{source}: resuming with batch {batch} at imgsz {imgsz} would need about {size_text(need)} "
+                         f"for activations alone ({size_text(per_image)} per image, measured), more than the "
+                         f"{size_text(free)} of the {where}; resume with {hint} (--batch and --imgsz override the "
+                         "stored values)")
     return int(need)
