@@ -158,9 +158,11 @@ def _check_image(rec: ImageRecord, sources: list[Path], log: ProblemLog) -> Imag
                 f"image skipped ({lost})")
         return None
     if not rec.src.is_file():
-        found = rec.src.exists() or rec.src.is_symlink()
-        log.add("not_a_file" if found else "missing_image", rec.src, f"image is {file_kind(rec.src)}, not a regular "
-                f"file" if found else f"image file not found (annotations in {rec.ann_file})", f"image skipped ({lost})")
+        if rec.src.exists() or rec.src.is_symlink():  # a FIFO, a device, a broken link: never read
+            log.add("not_a_file", rec.src, f"image is {file_kind(rec.src)}, not a regular file", f"image skipped ({lost})")
+        else:
+            log.add("missing_image", rec.src, f"image file not found (annotations in {rec.ann_file})",
+                    f"image skipped ({lost})")
         return None
     try:
         info = probe_image(rec.src)

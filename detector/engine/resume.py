@@ -137,7 +137,7 @@ def activation_bytes(model, size: int = PROBE_SIZE) -> int:
         return t
 
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(torch.rand(1, 3, size, size))
     return sum(seen.values())
 

@@ -275,7 +275,8 @@ class ImageWriter(Writer):
             _, writer, path = self._video
             self._video = None
             writer.release()
-            os.replace(path.with_name(f".{path.name}.tmp.mp4"), path)
+            if (tmp := path.with_name(f".{path.name}.tmp.mp4")).exists():  # absent if OpenCV could not open it
+                os.replace(tmp, path)
 
     def close(self):
         self._close_video()
