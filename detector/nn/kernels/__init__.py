@@ -301,8 +301,9 @@ _FORCE_TORCH = False
 
 
 def force_torch(on: bool) -> None:
-    """Use the PyTorch path even where the C library is available (e.g. while tracing for ONNX export,
-    to which a C call is invisible). Same results: both follow the reference operation for operation."""
+    """Use the PyTorch path even where the C library (CPU) or SpikingJelly's kernels (CUDA) would run,
+    e.g. while tracing for ONNX export, to which a C call is invisible, or for ``torch.compile`` and
+    CUDA-graph capture. Same formulas: both follow the reference operation for operation."""
     global _FORCE_TORCH
     _FORCE_TORCH = bool(on)
 
@@ -356,7 +357,7 @@ def run(p: LIFParams | ILIFParams, x: torch.Tensor, v0: torch.Tensor | None = No
         raise ValueError(f"neuron input must be time-first (T, ...), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"neuron input must be a floating-point tensor, got {x.dtype}")
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" and not _FORCE_TORCH:
         return _spikingjelly(p, x, v0)
     if torch.is_grad_enabled() and x.requires_grad:
         if keep_state:
