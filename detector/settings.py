@@ -33,9 +33,15 @@ from pathlib import Path
 _DONE = False
 
 
-def default_config_dir() -> Path:
+def cache_dir(*parts: str) -> Path:
+    """The project's cache folder (``$XDG_CACHE_HOME/snnvit-yolo``, else ``~/.cache/snnvit-yolo``), or a
+    folder inside it."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "snnvit-yolo" / "ultralytics"
+    return Path(base, "snnvit-yolo", *parts)
+
+
+def default_config_dir() -> Path:
+    return cache_dir("ultralytics")
 
 
 def cpu_threads() -> int:

@@ -15,14 +15,89 @@ import pickle
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .models.settings import ModelSettings
 
 FORMAT = "snnvit-yolo-checkpoint"
 FORMAT_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "snnvit-yolo-n-ssdd.pt"
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+# --------------------------------------------------------------------------------------------
+# Shipped models, by name
+# --------------------------------------------------------------------------------------------
+
+
+def shipped_dir() -> Path:
+    """The folder of the shipped weights: inside the installed package (``detector/shipped``, where a
+    non-editable ``pip install .`` puts the top-level ``weights/`` folder, see setup.py), else the
+    source tree's ``weights/`` (a checkout, or an editable install)."""
+    installed = Path(__file__).resolve().parent / "shipped"
+    return installed if (installed / "models.yaml").is_file() else REPO_ROOT / "weights"
+
+
+def shipped_models() -> tuple[str, dict[str, dict[str, str]]]:
+    """(default name, {name: {"file", "summary"}}) from the shipped folder's ``models.yaml``."""
+    import yaml
+
+    path = shipped_dir() / "models.yaml"
+    try:
+        reg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        models = {str(k): {"file": str(v["file"]), "summary": str(v.get("summary", ""))} for k, v in reg["models"].items()}
+        default = str(reg["default"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"the shipped model registry {path} is unreadable ({type(e).__name__}: {e})") from e
+    bad = [k for k, v in models.items() if not MODEL_NAME.match(k) or Path(v["file"]).name != v["file"]]
+    if bad or default not in models:
+        raise ValueError(f"{path}: bad entries {bad} or default {default!r} not listed")
+    return default, models
+
+
+def shipped_listing() -> str:
+    """One line per shipped model: name, file, the card's one-line summary (``--weights list``)."""
+    default, models = shipped_models()
+    folder = shipped_dir()
+    return "\n".join(f"{k:8s} {v['file']}{' (default)' if k == default else ''}{'' if (folder / v['file']).is_file() else ' [missing]'}"
+                     f"\n         {v['summary']}" for k, v in models.items())
+
+
+def shipped_path(name: str) -> Path:
+    """The file of the shipped model ``name``; ValueError naming the shipped ones otherwise."""
+    default, models = shipped_models()
+    if name not in models:
+        raise ValueError(f"no shipped model named {name!r}; shipped: {', '.join(models)} (--weights list)")
+    return shipped_dir() / models[name]["file"]
+
+
+DEFAULT_WEIGHTS = shipped_path(shipped_models()[0])
+
+
+def resolve_weights(spec: str | Path | None) -> Path:
+    """The weights file ``spec`` names: None = the default shipped model; a shipped model's short name
+    (a bare word without a suffix or a folder, e.g. ``ssdd``; write ``./ssdd`` for a file of that name);
+    otherwise a path. A missing file is a FileNotFoundError naming it."""
+    if spec is None or str(spec) == "":
+        path = Path(DEFAULT_WEIGHTS)
+        if not path.is_file():
+            raise FileNotFoundError(f"default weights not found: {path} (pass --weights PATH or a shipped name; "
+                                    "--weights list shows them)")
+        return path
+    s = str(spec)
+    if isinstance(spec, str) and MODEL_NAME.match(s) and not Path(s).suffix:
+        if not Path(s).exists() or s in shipped_models()[1]:
+            path = shipped_path(s)
+            if not path.is_file():
+                raise FileNotFoundError(f"shipped model {s!r}: weights file not found: {path}")
+            return path
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    return path
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -176,37 +251,44 @@ def build_from_checkpoint(ckpt: dict, use_ema: bool = True, source: Any = "check
     if not isinstance(names, dict) or sorted(names) != list(range(int(model.yaml["nc"]))):
         raise ValueError(f"{source}: class names {names!r} do not match nc={model.yaml['nc']}")
     model.set_names(names)
+    model.settings = checkpoint_settings(ckpt, model, source)
+    return model
+
+
+def checkpoint_settings(ckpt: dict, model, source: Any = "checkpoint") -> ModelSettings:
+    """The model's settings (``detector.models.settings``) from a checkpoint; sizes out of bounds are
+    ignored (a hostile or damaged file must not choose an absurd default)."""
+    from dataclasses import replace
+
+    from .models.settings import settings_of
+
     args = ckpt.get("train_args")
     imgsz = args.get("imgsz") if isinstance(args, dict) else None
     ok = isinstance(imgsz, int) and not isinstance(imgsz, bool) and 32 <= imgsz <= 8192 and imgsz % 32 == 0
-    model.train_imgsz = imgsz if ok else None  # detect's default size
     size = ckpt.get("train_image_size")
-    ok = isinstance(size, int) and not isinstance(size, bool) and 32 <= size <= 100_000
-    model.train_image_size = size if ok else None  # sliced inference's automatic tile size
-    return model
+    ok_size = isinstance(size, int) and not isinstance(size, bool) and 32 <= size <= 100_000
+    return replace(settings_of(model), train_imgsz=imgsz if ok else None, train_image_size=size if ok_size else None,
+                   source=str(source))
 
 
 def default_imgsz(model, fallback: int = 640) -> int:
     """The image size a model was trained at (from its checkpoint), else ``fallback``: the size at which
     its objects have the scale it learned."""
-    return int(getattr(model, "train_imgsz", None) or fallback)
+    from .models.settings import settings_of
+
+    return settings_of(model).imgsz(fallback)
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", use_ema: bool = True):
-    """Load an SNN-ViT-YOLO model in eval mode. ``path`` defaults to the shipped weights; an ``.onnx``
-    file (``detector.export``) gives an ``OnnxDetector`` run by ONNX Runtime on the CPU."""
+    """An SNN-ViT-YOLO checkpoint (a path or a shipped model's name; default: the default shipped
+    model) as a PyTorch model in eval mode, batch norm not folded (training, analysis and export can
+    use it). Inference tools get a ready runtime from ``detector.infer.load_runtime``."""
     from .devices import resolve_device
 
     device = resolve_device(device).torch
-    path = Path(path) if path else DEFAULT_WEIGHTS
-    if not path.exists() and path == DEFAULT_WEIGHTS:
-        raise FileNotFoundError(f"default weights not found: {path} (pass --weights PATH)")
+    path = resolve_weights(path)
     if path.suffix.lower() == ".onnx":
-        if device.type != "cpu":
-            raise ValueError("ONNX models run on the CPU (ONNX Runtime); use --device cpu")
-        from .onnx_model import OnnxDetector
-
-        return OnnxDetector(path).eval()
+        raise ValueError(f"{path} is an ONNX export: it runs through detector.infer.load_runtime (ONNX Runtime)")
     model = build_from_checkpoint(load_checkpoint(path), use_ema=use_ema, source=path)
     return model.to(device).eval()
 
