@@ -32,7 +32,7 @@ from torch import nn
 from . import checks
 from .nn import kernels
 from .nn.neurons import SJNeuron, StatefulMixin
-from .onnx_model import ONNX_FORMAT, OnnxDetector, require_onnx  # noqa: F401  (OnnxDetector: re-exported)
+from .infer.onnx_runtime import ONNX_FORMAT, require_onnx
 
 OPSET = 17
 
@@ -64,9 +64,13 @@ def traceable(model: nn.Module) -> Iterator[nn.Module]:
 
 def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None = None, batch: int = 1,
                 overwrite: bool = False, model: nn.Module | None = None) -> Path:
-    """Export weights (default: the shipped ones) or a loaded ``model`` to ``out`` (an ``.onnx`` file),
-    at ``imgsz`` (default: the training size), with a dynamic batch axis (``batch`` is the example)."""
-    from .weights import default_imgsz, load_model, sha256
+    """Export weights (a shipped model's name or a path; default: the default shipped model) or a loaded
+    ``model`` to ``out`` (an ``.onnx`` file), at ``imgsz`` (default: the training size), with a dynamic
+    batch axis (``batch`` is the example). Weights are exported with batch norm folded (the eager
+    runtime's model); the graph is traced on the CPU (it does not depend on the device)."""
+    from .infer.runtime import load_torch_model
+    from .models.settings import settings_of
+    from .weights import resolve_weights, sha256
 
     require_onnx()
     out = Path(out)
@@ -75,18 +79,20 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     checks.output_file(out, "output")
     if out.exists() and not overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
-    if weights is not None and Path(weights).resolve() == out.resolve():
+    src = resolve_weights(weights) if model is None or weights is not None else None
+    if src is not None and src.resolve() == out.resolve():
         raise ValueError("refusing to write the export over its source")
     checks.positive_int("batch", batch, 256)
-    src_sha = sha256(weights) if weights else None
-    model = model if model is not None else load_model(weights)
+    src_sha = sha256(src) if src is not None else None
+    model = model if model is not None else load_torch_model(src)
     model = model.float().eval().cpu()
-    imgsz = checks.imgsz(imgsz or default_imgsz(model))
+    settings = settings_of(model)
+    imgsz = checks.imgsz(imgsz or settings.imgsz())
     check_exportable(model)
     x = torch.zeros(batch, 3, imgsz, imgsz)
     meta = {"format": ONNX_FORMAT, "names": json.dumps({int(k): v for k, v in model.names.items()}),
             "imgsz": str(imgsz), "timesteps": str(int(model.timesteps)), "levels": str(_levels(model)),
-            "source_sha256": src_sha or "", "train_image_size": str(getattr(model, "train_image_size", None) or "")}
+            "source_sha256": src_sha or "", "train_image_size": str(settings.train_image_size or "")}
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:

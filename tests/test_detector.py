@@ -33,7 +33,7 @@ from torch import nn
 import detector  # noqa: F401  (offline environment first)
 from detector.models.calibration import recalibrate_bn
 from detector import settings as offline
-from detector.engine.predictor import detect, predict_image
+from detector.infer import detect, predict_image
 from detector.models import SNNViTYOLO, load_config
 from detector.weights import FORMAT, UnsafeCheckpointError, load_checkpoint, load_model, save_checkpoint
 from _tiny import TINY

@@ -1,7 +1,7 @@
 """ONNX export (``detector.export``, ``tools/export.py``): the exported shipped weights give the same
 detections as PyTorch on the demo images (same count, boxes within a pixel) through ``tools/detect.py
 --weights model.onnx``; what the graph cannot express is refused with one line; a foreign file is
-refused on load."""
+refused on load, and so is a graph that disagrees with its own metadata (classes, input size)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import pytest
 import torch
 
 import detector  # noqa: F401
-from detector.engine.predictor import detect, predict_image
-from detector.export import OnnxDetector, export_onnx
+from detector.export import export_onnx
+from detector.infer import detect, load_runtime, predict_image
+from detector.infer.onnx_runtime import OnnxRuntime
 from detector.models import SNNViTYOLO, load_config
-from detector.weights import DEFAULT_WEIGHTS, load_model
-from _tiny import TINY
+from detector.weights import DEFAULT_WEIGHTS
+from _tiny import TINY, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = sorted((REPO / "images").glob("*.png"))
@@ -31,13 +32,14 @@ def shipped_onnx(tmp_path_factory) -> Path:
 
 
 def test_onnx_detections_equal_pytorch_on_the_demo_images(shipped_onnx):
-    pt, ox = load_model(), load_model(shipped_onnx)
-    assert isinstance(ox, OnnxDetector) and ox.names == pt.names and ox.train_imgsz == pt.train_imgsz
+    pt, ox = load_runtime(), load_runtime(shipped_onnx)  # eager (batch norm folded) and ONNX Runtime
+    assert isinstance(ox, OnnxRuntime) and ox.settings.names == pt.settings.names
+    assert ox.settings.input_size == pt.settings.train_imgsz == ox.settings.imgsz()
     total = 0
     for path in IMAGES:
         img = cv2.imread(str(path))
-        a = predict_image(pt, img, pt.train_imgsz, 0.25)
-        b = predict_image(ox, img, ox.train_imgsz, 0.25)
+        a = predict_image(pt, img, conf=0.25)
+        b = predict_image(ox, img, conf=0.25)
         assert len(a) == len(b), path.name
         if len(a):
             assert (a[:, :4] - b[:, :4]).abs().max() <= 1.0 and (a[:, 5] == b[:, 5]).all()
@@ -81,8 +83,8 @@ def test_integer_spike_model_exports_exactly(tmp_path):
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     recalibrate_bn(m, [x])
     m.eval()
-    ox = OnnxDetector(export_onnx(None, tmp_path / "i.onnx", imgsz=64, model=m))
-    assert ox.levels == 2 and ox.timesteps == 2
+    ox = OnnxRuntime(export_onnx(None, tmp_path / "i.onnx", imgsz=64, model=m))
+    assert ox.settings.levels == 2 and ox.settings.timesteps == 2
     with torch.no_grad():
         torch.testing.assert_close(ox(x), m(x)[0], rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError, match="takes 64 x 64"):
@@ -93,5 +95,29 @@ def test_foreign_onnx_file_is_refused(tmp_path):
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"not an onnx file")
     with pytest.raises(ValueError, match="cannot load"):
-        OnnxDetector(bad)
+        OnnxRuntime(bad)
     assert DEFAULT_WEIGHTS.is_file()
+
+
+def test_graph_that_disagrees_with_its_metadata_is_refused(tmp_path):
+    """Issue 24 item 7: more classes in the graph than in its names, or a metadata input size that is not
+    the graph's: one line naming the file, on load (not a KeyError or an ONNX Runtime traceback later)."""
+    import onnx
+
+    torch.manual_seed(0)
+    m = SNNViTYOLO(tiny_config(2), verbose=False).eval()
+    good = export_onnx(None, tmp_path / "two.onnx", imgsz=64, model=m)
+    assert OnnxRuntime(good).settings.names == {0: "0", 1: "1"}
+
+    def edited(name: str, **meta: str) -> Path:
+        proto = onnx.load(str(good))
+        for p in proto.metadata_props:
+            if p.key in meta:
+                p.value = meta[p.key]
+        onnx.save(proto, str(tmp_path / name))
+        return tmp_path / name
+
+    with pytest.raises(ValueError, match=r"one\.onnx: the graph outputs \(1, 6, 84\).*1 classes"):
+        OnnxRuntime(edited("one.onnx", names=json.dumps({0: "ship"})))
+    with pytest.raises(ValueError, match=r"size\.onnx: the graph takes .*64, 64\].*metadata says .*96"):
+        OnnxRuntime(edited("size.onnx", imgsz="96"))

@@ -1,4 +1,4 @@
-"""Detection I/O (``detector.io``) and sliced inference (``detector.engine.tiling``):
+"""Detection I/O (``detector.io``) and sliced inference (``detector.infer.tiled``):
 
 * the writers' registry (georeferencing and the GeoJSON writer are tested in ``test_geo.py``);
 * the letterbox there and back; the tile grid covers the scene with the requested overlap;
@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 import detector  # noqa: F401
-from detector.engine.predictor import detect, predict_image
-from detector.engine.tiling import predict_tiled
+from detector.infer import detect, predict_image, predict_tiled
 from detector.io.letterbox import Letterbox
 from detector.io.tiles import tile_grid, tile_starts
 from detector.io.writers import WRITERS, make_writers
@@ -139,15 +138,16 @@ def test_detect_tile_auto_on_a_large_scene(canvas_case, tmp_path):
     assert s.per_image[0]["tile"] == 512 and found_on(
         np.array([[*p["bbox"][:2], p["bbox"][0] + p["bbox"][2], p["bbox"][1] + p["bbox"][3], p["score"], 0]
                   for p in s.predictions]), big) == 3 * len(big)
-    from detector.engine.predictor import resolve_tile
+    from dataclasses import replace
 
-    assert resolve_tile("auto", model, 320, canvas.shape) == 320  # no recorded training size: the input size
-    model.train_image_size = 500
-    try:
-        assert resolve_tile("auto", model, 320, canvas.shape) == 500
-        assert resolve_tile("auto", model, 320, (600, 800)) is None  # not much larger than the training images
-    finally:
-        model.train_image_size = None
+    from detector.infer import resolve_tile
+    from detector.models.settings import settings_of
+
+    settings = settings_of(model)
+    assert resolve_tile("auto", settings, 320, canvas.shape) == 320  # no recorded training size: the input size
+    settings = replace(settings, train_image_size=500)
+    assert resolve_tile("auto", settings, 320, canvas.shape) == 500
+    assert resolve_tile("auto", settings, 320, (600, 800)) is None  # not much larger than the training images
 
 
 def test_heatmaps_and_energy_on_tiles(canvas_case, tmp_path):

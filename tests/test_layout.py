@@ -7,10 +7,11 @@ Layers, bottom to top (docs/design.md, "Layout"):
     devices, files
     nn                 spiking layers (neurons and their kernels, synapses, attention, blocks)
     models             the assembled detector and its configs
-    weights            checkpoints; onnx_model (running an exported model)
-    io                 images, dataset YAMLs, letterbox, frames, tiles, writers
+    weights            checkpoints, the shipped models by name
+    io                 images, dataset YAMLs, letterbox, frames, tiles, scenes, writers
     data               dataset converters and dataset YAMLs
-    engine             training, distillation, validation, prediction (Ultralytics)
+    infer              runtimes (table), prediction, sliced inference, the detection loop
+    engine             training, distillation, validation, Ultralytics' predictor
     analysis, export   energy, heatmaps, benchmarks; ONNX
 """
 
@@ -20,8 +21,8 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "detector"
-LAYERS = {"settings": 0, "checks": 0, "devices": 0, "files": 0, "nn": 1, "models": 2, "weights": 3, "onnx_model": 3, "io": 4, "data": 5, "engine": 6,
-          "analysis": 7, "export": 7, "demo": 7, "__init__": 8}
+LAYERS = {"settings": 0, "checks": 0, "devices": 0, "files": 0, "nn": 1, "models": 2, "weights": 3, "io": 4, "data": 5, "infer": 6,
+          "engine": 7, "analysis": 8, "export": 8, "demo": 8, "__init__": 9}
 MAX_LINES = 450
 
 

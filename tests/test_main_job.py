@@ -54,7 +54,7 @@ def test_demo_images_are_generated_by_the_project(tmp_path):
 
 
 def test_shipped_weights_find_the_ships_in_the_demo_images(tmp_path):
-    from detector.engine.predictor import detect
+    from detector.infer import detect
 
     assert DEFAULT_WEIGHTS.is_file(), f"the shipped weights are missing: {DEFAULT_WEIGHTS}"
     s = detect(ROOT / "images", out=tmp_path, outputs=("image", "json"), verbose=False)  # every other default, as the tool

@@ -35,7 +35,7 @@ import yaml
 
 import detector  # noqa: F401  (offline settings before Ultralytics)
 from detector import weights as W
-from detector.engine.predictor import detect
+from detector.infer import detect
 from detector.io.images import read_image
 from detector.models import SNNViTYOLO
 

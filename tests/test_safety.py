@@ -23,7 +23,7 @@ import yaml
 
 import detector  # noqa: F401
 from detector import weights as W
-from detector.engine.predictor import detect
+from detector.infer import detect
 from detector.models import SNNViTYOLO, load_config
 from _tiny import TINY
 
@@ -275,7 +275,7 @@ def test_detect_never_overwrites_files_it_did_not_write(tmp_path, tiny_weights):
 
 def test_detect_crash_keeps_the_predictions_so_far(tmp_path, tiny_weights, monkeypatch):
     """A run killed after two images: their predictions are on disk, one JSON line per image."""
-    import detector.engine.predictor as P
+    import detector.infer.pipeline as P
 
     src = images_folder(tmp_path / "src", ["a.png", "b.png", "c.png"])
     out = tmp_path / "out"
@@ -301,7 +301,7 @@ def test_detect_line_log_survives_a_hard_kill(tmp_path, tiny_weights):
     out = tmp_path / "out"
     code = f"""
 import os, detector
-import detector.engine.predictor as P
+import detector.infer.pipeline as P
 real = P.predict_image
 n = [0]
 def f(*a, **k):

@@ -32,7 +32,8 @@ from _ssdd_subset import BATCH, EPOCHS, IMGSZ, TIMESTEPS, VAL_IMAGES, TrainedRun
 from _ssdd_subset import ssdd_subset, trained_run  # noqa: F401  (session fixtures used by name)
 
 import detector  # noqa: F401
-from detector.engine.predictor import SNNPredictor, detect, predict_image
+from detector.engine.predictor import SNNPredictor
+from detector.infer import detect, predict_image
 from detector.io.letterbox import letterbox_tensor
 from detector.io.images import read_image
 from detector.engine.trainer import train

@@ -9,6 +9,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+WEIGHTS_HELP = ("a shipped model's name (e.g. ssdd; 'list' shows them) or a checkpoint path "
+                "(default: the default shipped model)")
+
+
+def list_weights() -> int:
+    """``--weights list``: the shipped models with their one-line summaries."""
+    from detector.weights import shipped_listing
+
+    print(shipped_listing())
+    return 0
+
+
 def error_line(e: BaseException) -> str:
     """The one-line message of an expected failure; a full disk names the disk (``detector.files``)."""
     from detector.files import DISK_FULL, DiskFullError, disk_full_error

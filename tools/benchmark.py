@@ -1,13 +1,17 @@
 #!/usr/bin/env python
-"""CPU speed benchmarks, each beside YOLOv8n in the same run.
+"""Speed benchmarks, each beside YOLOv8n in the same run (CPU, or a CUDA GPU with --device).
 
     python tools/benchmark.py --json deploy.json                 # the shipped model: PyTorch, ONNX Runtime; training step
     python tools/benchmark.py --compile --json deploy.json       # ... and torch.compile (slow to compile, reported)
+    taskset -c 0 python tools/benchmark.py --threads 1 --no-onnx # on one core (others busy), one thread
+    python tools/benchmark.py --device 0 --data data/ssdd/data.yaml --json gpu.json   # the GPU table (+ a training epoch)
     python tools/benchmark.py --variants n s m --sizes 512 640 --batches 1 8 --json sweep.json   # untrained variants
     python tools/benchmark.py --neurons --compile --json neurons.json   # neuron implementations on one layer
 
-The first form prints the ratios to YOLOv8n that the project targets (inference <= 2.0x, a training
-step <= 2.5x) and the fraction of the machine's measured matmul peak.
+The first form prints the ratios to YOLOv8n that the project targets (PyTorch eager inference <= 1.5x,
+a training step <= 2.5x) and the fraction of the machine's measured matmul peak. With --device (a CUDA
+GPU): inference at batch 1 and 32, 320 and 640 px, fp32 and AMP, eager and as a CUDA graph, a training
+step, and with --data the images per second of a real training epoch.
 """
 
 import argparse
@@ -20,7 +24,10 @@ import detector  # noqa: F401
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default=None, help="deployment mode: checkpoint (default: the shipped weights)")
+    ap.add_argument("--weights", default=None, help="deployment mode: " + _bootstrap.WEIGHTS_HELP)
+    ap.add_argument("--device", default="cpu", help="cpu (default), or a CUDA GPU (0, cuda:N): the GPU table")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: SNNVIT_THREADS, else every core)")
+    ap.add_argument("--data", default=None, help="GPU mode: dataset YAML for the training-epoch throughput")
     ap.add_argument("--imgsz", type=int, default=None, help="deployment mode: image size (default: the weights')")
     ap.add_argument("--batch", type=int, default=1, help="deployment mode: inference batch")
     ap.add_argument("--train-batch", type=int, default=8, help="deployment mode: training-step batch")
@@ -37,10 +44,23 @@ def main(argv=None) -> int:
                     "PyTorch path, compiled) on one layer")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    if a.weights == "list":
+        return _bootstrap.list_weights()
+    import torch
+
     from detector import checks
+    from detector.devices import resolve_device
 
     checks.output_file(a.json, "--json")
-    if a.neurons:
+    if a.threads is not None:
+        torch.set_num_threads(checks.positive_int("--threads", a.threads, 1024))
+    if resolve_device(a.device).is_cuda:
+        from detector.analysis.gpu_bench import gpu_markdown, gpu_report
+
+        rep = gpu_report(a.weights, a.device, data=a.data, warmup=10 if a.warmup is None else a.warmup,
+                         repeats=50 if a.repeats is None else a.repeats)
+        print(gpu_markdown(rep))
+    elif a.neurons:
         from detector.analysis.neuron_bench import neuron_report
 
         rep = neuron_report(repeats=10 if a.repeats is None else a.repeats, compile=a.compile)
@@ -54,7 +74,7 @@ def main(argv=None) -> int:
         from detector.analysis.deploy_bench import deployment_markdown, deployment_report
 
         if not a.no_onnx:
-            from detector.export import require_onnx
+            from detector.infer.onnx_runtime import require_onnx
 
             require_onnx()
         rep = deployment_report(a.weights, a.imgsz, a.batch, a.train_batch, a.compile, not a.no_onnx,

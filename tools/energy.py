@@ -12,7 +12,6 @@ counting rule and detector/analysis/constants.py for the constants and their sou
 
 import argparse
 import sys
-from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
@@ -29,23 +28,23 @@ def load(args):
 
         model = SNNViTYOLO(args.model, verbose=False).eval()
         return model, f"snnvit-yolo-{args.model} (UNTRAINED, random initialisation)", True
-    from detector.weights import DEFAULT_WEIGHTS, load_model
+    from detector.infer.runtime import load_torch_model
+    from detector.models.settings import settings_of
 
-    path = Path(args.weights) if args.weights else Path(DEFAULT_WEIGHTS)
-    if not path.is_file():
-        hint = "" if args.weights else " (the default shipped weights)"
-        raise SystemExit(f"error: weights file not found: {path}{hint}. Pass --weights PATH, "
-                         "or --model n|s|m to analyse an untrained variant.")
-    return load_model(path, device=args.device), str(path), False
+    try:
+        model = load_torch_model(args.weights, args.device)  # batch norm folded: the spikes, and the counts, are the same
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}; or --model n|s|m to analyse an untrained variant.") from e
+    return model, settings_of(model).source, False
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = ap.add_mutually_exclusive_group(required=True)
+    src = ap.add_mutually_exclusive_group()
     src.add_argument("--source", help="image file, folder or glob pattern")
     src.add_argument("--data", help="Ultralytics dataset YAML: its val split images (path + val) are used")
     which = ap.add_mutually_exclusive_group()
-    which.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights in weights/)")
+    which.add_argument("--weights", default=None, help=_bootstrap.WEIGHTS_HELP)
     which.add_argument("--model", choices=["n", "s", "m"], help="analyse a freshly initialised (untrained) variant")
     ap.add_argument("--split", default="val", help="dataset split with --data (default: val)")
     ap.add_argument("--imgsz", type=int, default=None,
@@ -65,6 +64,10 @@ def main(argv=None) -> int:
                     help="measure the tiles of sliced detection (SIZE px) instead of whole images: energy per tile")
     ap.add_argument("--overlap", type=float, default=0.2, help="overlap between tiles (default 0.2)")
     a = ap.parse_args(argv)
+    if a.weights == "list":
+        return _bootstrap.list_weights()
+    if not (a.source or a.data):
+        ap.error("one of the arguments --source --data is required")
     if a.imgsz is not None and (a.imgsz <= 0 or a.imgsz % 32):
         ap.error(f"--imgsz must be a positive multiple of 32, got {a.imgsz}")
     if a.max_images is not None and a.max_images < 1:
@@ -80,21 +83,12 @@ def main(argv=None) -> int:
         checks.output_file(path, flag)
     if len({str(Path(p).resolve()) for _, p in outs}) < len(outs):
         ap.error(f"{', '.join(f for f, _ in outs)} name the same file")
-    if a.batch < 1:
-        ap.error("--batch must be >= 1")
-    from detector import checks
-
-    outs = [(flag, path) for flag, path in (("--json", a.json), ("--csv", a.csv), ("--plot", a.plot)) if path]
-    for flag, path in outs:  # before the measurement, not after it
-        checks.output_file(path, flag)
-    if len({str(Path(p).resolve()) for _, p in outs}) < len(outs):
-        ap.error(f"{', '.join(f for f, _ in outs)} name the same file")
 
     constants = get_constants(a.preset, a.e_mac, a.e_ac)
     model, desc, untrained = load(a)
-    from detector.weights import default_imgsz
+    from detector.models.settings import settings_of
 
-    a.imgsz = a.imgsz or default_imgsz(model, fallback=512)
+    a.imgsz = a.imgsz or settings_of(model).imgsz(fallback=512)
     from detector.devices import resolve_device
 
     model.to(resolve_device(a.device).torch)
@@ -106,7 +100,7 @@ def main(argv=None) -> int:
             "skipped": skipped}
     try:
         if a.tile is not None:
-            from detector.engine.tiling import check_tiling
+            from detector.io.tiles import check_tiling
 
             check_tiling(a.tile, a.overlap)
             meta["per"] = f"tile of {a.tile} px (overlap {a.overlap})"

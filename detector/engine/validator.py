@@ -18,6 +18,7 @@ import torch
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils import LOGGER
 
+from ..infer.options import VAL
 from ..io.writers import coco_records
 
 
@@ -152,8 +153,8 @@ def evaluate(
     split: str = "val",
     imgsz: int | None = None,
     batch: int = 8,
-    conf: float = 0.001,
-    iou: float = 0.7,
+    conf: float = VAL.conf,
+    iou: float = VAL.iou,
     device: str = "cpu",
     json_out: str | Path | None = None,
     project: str | Path = "runs/val",
@@ -161,8 +162,10 @@ def evaluate(
     model=None,
     plots: bool = True,
     class_map: dict[str, str] | None = None,
+    runtime: str = "auto",
 ) -> dict[str, Any]:
-    """Evaluate weights (or a loaded ``model``) on a dataset split; print and return the metrics.
+    """Evaluate weights (a shipped model's name or a path, run by ``runtime``: ``eager`` or ``compiled``,
+    ``detector.infer.RUNTIMES``) or a loaded ``model`` on a dataset split; print and return the metrics.
 
     Keys: ``precision``, ``recall``, ``map50``, ``map`` (overall), ``per_class`` (list of dicts),
     ``pycocotools`` (the independent evaluation, when the dataset has COCO ground truth) and
@@ -175,8 +178,10 @@ def evaluate(
     """
     from .. import checks
     from ..devices import resolve_device
+    from ..infer.runtime import choose_runtime, load_runtime
     from ..io.dataset_yaml import load_dataset
-    from ..weights import default_imgsz, load_model
+    from ..models.settings import settings_of
+    from ..weights import resolve_weights
 
     if split not in {"train", "val", "test"}:
         raise ValueError(f"split must be train, val or test, got {split!r}")
@@ -188,9 +193,15 @@ def evaluate(
     dev = resolve_device(device)
     checks.output_file(json_out, "--json")
     ds = load_dataset(data, split)  # a local YAML whose split exists; nothing downloaded or run
-    model = model if model is not None else load_model(weights, device=dev.torch)
+    if model is None:
+        spec = choose_runtime(runtime, resolve_weights(weights), dev.kind)
+        if not spec.validates:
+            raise ValueError(f"runtime {spec.name} runs one input shape; evaluation's batches change shape: use "
+                             "--runtime eager or compiled (an ONNX export: evaluate its .pt checkpoint)")
+        rt = load_runtime(weights, dev, spec.name)
+        model = rt.module if spec.name == "eager" else rt.as_module()
     check_class_names(model.names, ds["names"], class_map, weights or "the model", data)
-    imgsz = imgsz or default_imgsz(model)
+    imgsz = imgsz or settings_of(model).imgsz()
     args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf,
                 iou=iou, device=dev.ultralytics, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
                 save_json=False, verbose=True)

@@ -11,28 +11,37 @@ import numpy as np
 
 from .geo import GeoReference
 from .images import ImageReadError, SourceList, iter_video, load_image, video_fps
+from .scene import Scene, open_scene
 
 @dataclass
 class Frame:
     """One image to detect on: a still image, or a frame of a video (``index`` and ``fps`` set)."""
 
     source: Path
-    pixels: np.ndarray  # BGR uint8 (H, W, 3)
+    pixels: np.ndarray | Scene  # BGR uint8 (H, W, 3), or a lazy scene read window by window (detector.io.scene)
     index: int | None = None  # video frame index
     fps: float | None = None  # frame rate of the rendered video (the source's, divided by the stride)
     geo: GeoReference | None = None
 
 
 def iter_frames(src: SourceList, vid_stride: int = 1,
-                on_skip: Callable[[Path, str], None] | None = None) -> Iterator[Frame]:
+                on_skip: Callable[[Path, str], None] | None = None, lazy: bool = False) -> Iterator[Frame]:
     """Frames of every image, then of every video (every ``vid_stride``-th frame), in source order.
-    A file that cannot be read is skipped and reported to ``on_skip(path, reason)``."""
+    A file that cannot be read is skipped and reported to ``on_skip(path, reason)``. ``lazy``: a large
+    raster comes as a lazy scene (``detector.io.scene.open_scene``), for sliced inference."""
 
     def skip(path: Path, why: str) -> None:
         if on_skip is not None:
             on_skip(path, why)
 
     for path in src.images:
+        scene = open_scene(path) if lazy else None
+        if scene is not None:
+            from .geo import read_georeference
+
+            yield Frame(path, scene, geo=read_georeference(path))
+            scene.close()
+            continue
         try:
             im = load_image(path)
         except ImageReadError as e:

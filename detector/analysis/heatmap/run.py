@@ -19,7 +19,11 @@ from torch import nn
 from ultralytics.utils import LOGGER
 
 from ... import checks
-from ...engine.predictor import predict_image
+from ...devices import resolve_device
+from ...infer.options import DETECT
+from ...infer.predict import predict_image
+from ...infer.runtime import load_torch_model
+from ...models.settings import settings_of
 from ...io.images import ImageReadError, expand_source, read_image
 from ...io.letterbox import Letterbox, letterbox_tensor
 from ...io.writers import OutputFolder, next_run_folder
@@ -27,8 +31,8 @@ from .capture import SSSACapture, find_sssa_blocks, select_blocks
 from .panel import INTERPOLATIONS, HeatmapResult, block_maps, check_dpi, check_timesteps, render_panel, save_npz
 
 
-def heatmap_image(model: nn.Module, img_bgr: np.ndarray, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
-                  max_det: int = 300, blocks: Iterable[str | int] | None = None, interp: str = "bilinear",
+def heatmap_image(model: nn.Module, img_bgr: np.ndarray, imgsz: int = 640, conf: float = DETECT.conf,
+                  iou: float = DETECT.iou, max_det: int = DETECT.max_det, blocks: Iterable[str | int] | None = None, interp: str = "bilinear",
                   source: str = "", label: str = "") -> HeatmapResult:
     """Detect and capture the SSSA maps of one BGR image with a single forward pass."""
     checks.imgsz(imgsz)
@@ -89,9 +93,9 @@ def heatmaps(
     blocks: Iterable[str | int] | None = None,
     timesteps: Sequence[int] | None = None,
     imgsz: int | None = None,
-    conf: float = 0.25,
-    iou: float = 0.45,
-    max_det: int = 300,
+    conf: float = DETECT.conf,
+    iou: float = DETECT.iou,
+    max_det: int = DETECT.max_det,
     variant: str | None = None,
     seed: int = 0,
     calib: int = 8,
@@ -105,19 +109,19 @@ def heatmaps(
     verbose: bool = True,
     tile: int | None = None,
     overlap: float = 0.2,
+    device: str = "cpu",
 ) -> HeatmapSummary:
     """Write one panel PNG (and optionally one .npz) per image of ``source`` into ``out`` (default: a
     fresh ``runs/heatmap/expN``; the output rules are ``detector.io.writers.OutputFolder``'s). With
-    ``tile``, every image is cut into the tiles sliced detection uses (``detector.engine.tiling``) and
+    ``tile``, every image is cut into the tiles sliced detection uses (``detector.io.tiles``) and
     each tile gets its own panel, named after its origin (``STEM_x0_y0_heatmap.png``).
 
     The model is ``model`` if given, else an untrained ``variant`` (n/s/m, BN calibrated on the first
-    ``calib`` source images, ``max_images`` notwithstanding), else the checkpoint ``weights`` (default: the shipped weights; a missing
-    file raises ``FileNotFoundError`` saying how to proceed). ``keep`` keeps every ``HeatmapResult`` (maps
+    ``calib`` source images, ``max_images`` notwithstanding), else the checkpoint ``weights`` (a shipped
+    model's name or a path; default: the default shipped model), batch norm folded, on ``device``; a
+    missing file raises ``FileNotFoundError`` saying how to proceed. ``keep`` keeps every ``HeatmapResult`` (maps
     in memory) in the summary; otherwise only paths are returned.
     """
-    from ... import weights as W
-
     if interp not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interp!r}; choose from {INTERPOLATIONS}")
     if imgsz is not None:
@@ -127,7 +131,7 @@ def heatmaps(
     if isinstance(calib, bool) or not isinstance(calib, int) or calib < 0:
         raise ValueError(f"calib must be a non-negative integer, got {calib!r}")
     if tile is not None:
-        from ...engine.tiling import check_tiling
+        from ...io.tiles import check_tiling
 
         check_tiling(tile, overlap)
     src = expand_source(source)
@@ -146,20 +150,19 @@ def heatmaps(
 
     if model is None and variant:
         model, _ = untrained_model(variant, seed)  # batch norm calibrated below, once the options are checked
+        model.to(resolve_device(device).torch)
         auto_label = None
     elif model is None:
-        wpath = Path(weights) if weights else W.DEFAULT_WEIGHTS
-        if not wpath.is_file():
-            raise FileNotFoundError(
-                f"weights not found: {wpath}" + (" (the default weights)" if not weights else "")
-                + "; pass --weights PATH, or --model n|s|m to look at an untrained model")
-        model = W.load_model(wpath)
-        auto_label = f"weights {wpath.name}"
+        try:
+            model = load_torch_model(weights, device)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{e}; or --model n|s|m to look at an untrained model") from e
+        auto_label = f"weights {Path(settings_of(model).source).name}"
     else:
         auto_label = "model"
     label = label or auto_label
     summary.label = label
-    imgsz = checks.imgsz(imgsz or W.default_imgsz(model))  # the weights' training size; 640 for an untrained model
+    imgsz = checks.imgsz(imgsz or settings_of(model).imgsz())  # the weights' training size; 640 for an untrained model
     # fail on a bad --blocks / --timesteps before any image is processed
     found = find_sssa_blocks(model)
     if not found:
@@ -203,7 +206,7 @@ def image_parts(img: np.ndarray, stem: Path, tile: int | None, overlap: float):
     if tile is None:
         yield str(stem), img, None
         return
-    from ...engine.tiling import tile_grid
+    from ...io.tiles import tile_grid
 
     for x0, y0, x1, y1 in tile_grid(img.shape[:2], tile, overlap):
         yield f"{stem}_{x0}_{y0}", np.ascontiguousarray(img[y0:y1, x0:x1]), (x0, y0)

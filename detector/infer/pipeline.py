@@ -1,0 +1,149 @@
+"""Detection: the library behind ``tools/detect.py``.
+
+``detect()`` is one loop over frames (still images and video frames alike, ``detector.io.frames``):
+each frame is letterboxed and run through the model (or, for a scene much larger than the model's
+input, cut into tiles: ``detector.infer.tiled``), Ultralytics' NMS keeps the boxes, and every chosen
+writer (``detector.io.writers``: rendered images, YOLO txt, COCO json, GeoJSON) takes the frame's
+detections. The output folder's rules (unique names, never into a source folder, never over a file
+the tool did not write) are ``detector.io.writers.OutputFolder``'s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import nn
+from ultralytics.utils import LOGGER
+
+from .. import checks
+from ..io.frames import iter_frames
+from ..io.images import expand_source
+from ..io.scene import scene_shape
+from ..io.tiles import check_overlap, check_tiling
+from ..io.writers import OutputFolder, close_writers, describe, make_writers, next_run_folder, write_frame
+from ..models.settings import ModelSettings
+from .options import DETECT, OVERLAP, TILE_BATCH
+from .predict import predict_image
+from .runtime import Runtime, as_runtime, load_runtime
+from .tiled import Progress, predict_tiled
+
+DEFAULT_OUT = "runs/detect/exp"
+
+
+@dataclass
+class DetectSummary:
+    out_dir: Path
+    images: int = 0  # still images processed
+    frames: int = 0  # video frames processed
+    detections: int = 0
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # every file written
+    predictions: list[dict[str, Any]] = field(default_factory=list)  # COCO records, when the json output ran
+
+
+def resolve_tile(tile: int | str | None, settings: ModelSettings, imgsz: int, shape: tuple[int, ...]) -> int | None:
+    """The tile size for a scene of ``shape``: None (whole image), a size, or ``auto`` = tiles of the
+    size of the model's training images (``settings.train_image_size``; else ``imgsz``), used only for
+    a scene more than twice that size."""
+    if tile in (None, 0, "0", "none"):
+        return None
+    if tile == "auto":
+        size = int(settings.train_image_size or imgsz)
+        return size if max(shape[:2]) > 2 * size else None
+    return int(tile)
+
+
+def detect(
+    source: str | Path,
+    weights: str | Path | None = None,
+    out: str | Path | None = None,
+    conf: float = DETECT.conf,
+    iou: float = DETECT.iou,
+    imgsz: int | None = None,
+    outputs: Sequence[str] = ("image",),
+    device: str = "cpu",
+    max_det: int = DETECT.max_det,
+    vid_stride: int = 1,
+    tile: int | str | None = None,
+    overlap: float = OVERLAP,
+    model: Runtime | nn.Module | None = None,
+    verbose: bool = True,
+    geojson_crs: str = "wgs84",
+    runtime: str = "auto",
+) -> DetectSummary:
+    """Detect objects in every image (and video) of ``source`` and write ``outputs`` (writer names:
+    ``image``, ``txt``, ``json``, ``geojson``) into ``out`` (default: a fresh ``runs/detect/expN``).
+    The model is ``model`` (a runtime or a PyTorch module) or ``weights`` (a shipped model's name or a
+    path; default: the default shipped model) run by ``runtime`` (``detector.infer.RUNTIMES``).
+    ``imgsz`` defaults to the size the weights were trained at (640 if the checkpoint does not say);
+    ``tile``: None (whole images), a tile size in pixels, or ``auto``; ``max_det`` is per tile then.
+    ``geojson_crs``: ``wgs84`` (RFC 7946 longitude/latitude) or ``native`` (the raster's own CRS), see
+    ``detector.io.geojson``."""
+    checks.unit_interval("conf", conf)
+    checks.unit_interval("iou", iou)
+    checks.positive_int("max_det", max_det, 100_000)
+    checks.positive_int("vid_stride", vid_stride)
+    if imgsz is not None:
+        checks.imgsz(imgsz)
+    if tile not in (None, "auto"):
+        check_tiling(tile, overlap)
+    check_overlap(overlap)
+    src = expand_source(source)
+    folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)
+    rt = as_runtime(model) if model is not None else load_runtime(weights, device, runtime)
+    imgsz = rt.settings.check_imgsz(checks.imgsz(imgsz or rt.settings.imgsz()))
+    names = dict(rt.settings.names)
+    writers = make_writers(outputs, folder, names, {"geojson": {"crs": geojson_crs}})
+    folder.check_all(p for s in src.images for w in writers for p in w.planned(s))  # before any work
+    folder.prepare()
+    summary = DetectSummary(out_dir=folder.path, skipped=list(src.skipped))
+    for f, why in src.skipped:
+        LOGGER.warning(f"skipped {f}: {why}")
+    n_images = len(src.images)
+
+    def on_skip(path: Path, why: str) -> None:
+        LOGGER.warning(f"skipped {path}: {why}")
+        summary.skipped.append((str(path), why))
+
+    # large rasters are read window by window when tiled, unless the whole scene is rendered anyway
+    lazy = tile is not None and "image" not in outputs
+    try:
+        for frame in iter_frames(src, vid_stride, on_skip, lazy=lazy):
+            t0 = time.perf_counter()
+            shape = scene_shape(frame.pixels)
+            size = resolve_tile(tile, rt.settings, imgsz, shape)
+            if size is None:
+                det = predict_image(rt, frame.pixels, imgsz, conf, iou, max_det).numpy()
+            else:
+                label = f"{frame.source}" + (f" frame {frame.index}" if frame.index is not None else "")
+                det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, conf, iou, max_det, TILE_BATCH,
+                                    Progress(label) if verbose else None, label)
+            ms = (time.perf_counter() - t0) * 1000
+            write_frame(writers, frame, det, on_skip)  # all outputs or none (Ctrl-C), one bad output reported
+            summary.detections += len(det)
+            if frame.index is None:
+                summary.images += 1
+                summary.per_image.append({"file": str(frame.source), "detections": len(det), "ms": round(ms, 1),
+                                          "size": [shape[1], shape[0]], "tile": size})
+                if verbose:
+                    tiles = f", tiles of {size} px" if size else ""
+                    print(f"image {summary.images}/{n_images} {frame.source} {shape[1]}x{shape[0]}: "
+                          f"{describe(det, names)} ({ms:.1f} ms{tiles})")
+            else:
+                summary.frames += 1
+    finally:
+        close_writers(writers)
+        for w in writers:
+            summary.files += w.files
+            if w.name == "json":
+                summary.predictions = list(w.records)
+    if verbose:
+        vids = f", {summary.frames} video frame(s)" if summary.frames else ""
+        print(f"{summary.images} image(s){vids}, {summary.detections} detection(s) -> {folder.path}"
+              + (f"; skipped {len(summary.skipped)}: " + "; ".join(f"{f} ({w})" for f, w in summary.skipped)
+                 if summary.skipped else ""))
+    return summary

@@ -1,0 +1,176 @@
+"""Runtimes: a model ready to run, whatever runs it, chosen from one table.
+
+A ``Runtime`` is called on a letterboxed batch ``(B, 3, S, S)`` in [0, 1] on its ``device`` and returns
+the decoded predictions ``(B, 4 + nc, anchors)`` (boxes xywh in input pixels, class scores), which
+Ultralytics' NMS turns into detections; ``settings`` is the model's ``ModelSettings`` (class names,
+T, D, sizes). ``RUNTIMES`` is the table, one row per runtime: which weights files it runs (suffix), on
+which devices, and where its implementation lives. Adding a runtime (TorchScript, TensorRT,
+OpenVINO...) is one row here and one module in this package.
+
+``load_runtime`` turns ``--weights`` (a shipped model's name or a path), ``--device`` and
+``--runtime`` into a ready runtime; every tool loads through it. ``as_runtime`` wraps a PyTorch
+module someone already holds (a model being trained, a test's stand-in) as it is, unfolded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models.settings import ModelSettings, settings_of
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One row of the runtime table. ``static``: the runtime builds for one input shape at a time
+    (compiled or captured graphs, ONNX graphs), so sliced inference pads its last batch of tiles to the
+    full batch; ``validates``: it can run evaluation, whose batches change shape (rect batches)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    devices: tuple[str, ...]
+    static: bool
+    validates: bool
+    impl: str  # "module:Class" in this package; imported when the runtime is chosen
+    summary: str
+
+    def load(self) -> type:
+        module, cls = self.impl.split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+
+
+RUNTIMES: dict[str, RuntimeSpec] = {s.name: s for s in (
+    RuntimeSpec("eager", (".pt",), ("cpu", "cuda", "mps"), False, True, "torch_runtimes:EagerRuntime",
+                "PyTorch, batch norm folded into the convolutions (the default for .pt)"),
+    RuntimeSpec("compiled", (".pt",), ("cpu", "cuda"), True, True, "torch_runtimes:CompiledRuntime",
+                "torch.compile (inductor): compiled once per input shape (time printed), cached on disk"),
+    RuntimeSpec("cudagraph", (".pt",), ("cuda",), True, False, "torch_runtimes:CudaGraphRuntime",
+                "CUDA graphs: the forward captured once per input shape and replayed without kernel launches"),
+    RuntimeSpec("onnx", (".onnx",), ("cpu", "cuda"), True, False, "onnx_runtime:OnnxRuntime",
+                "ONNX Runtime, CPU or CUDA execution provider (the default for .onnx)"),
+)}
+AUTO = {".pt": "eager", ".onnx": "onnx"}  # --runtime auto: by the weights' suffix
+
+
+class Runtime:
+    """A ready model (see the module docstring). ``module`` is the PyTorch model behind it, or None
+    (ONNX)."""
+
+    spec: RuntimeSpec = RUNTIMES["eager"]
+    module: nn.Module | None = None
+
+    def __init__(self, settings: ModelSettings, device: torch.device):
+        self.settings = settings
+        self.device = torch.device(device)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every runtime overrides it
+        raise NotImplementedError
+
+    def as_module(self) -> nn.Module:
+        """The runtime behind an ``nn.Module`` interface for Ultralytics' validator."""
+        return RuntimeModule(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings.source or 'model'} on {self.device})"
+
+
+class RuntimeModule(nn.Module):
+    """A runtime as the ``nn.Module`` Ultralytics' ``AutoBackend`` takes: forward runs the runtime;
+    ``names``, ``stride`` and ``yaml`` are the model's. No ``fuse`` method, so AutoBackend leaves it
+    as it is."""
+
+    def __init__(self, runtime: Runtime):
+        super().__init__()
+        self.runtime = runtime
+        src = runtime.module
+        self.settings = runtime.settings
+        self.names = dict(runtime.settings.names)
+        self.stride = src.stride if src is not None and hasattr(src, "stride") else torch.tensor([8.0, 16.0, 32.0])
+        self.yaml = dict(getattr(src, "yaml", {}) or {})
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.runtime(x)
+
+
+class ModuleRuntime(Runtime):
+    """A PyTorch module run as it is (not folded, not moved): a model someone already holds."""
+
+    def __init__(self, module: nn.Module, settings: ModelSettings | None = None):
+        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+        super().__init__(settings or settings_of(module), device)
+        self.module = module
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.module(x)
+        return y[0] if isinstance(y, (tuple, list)) else y
+
+
+def as_runtime(model: Runtime | nn.Module) -> Runtime:
+    """``model`` if it is a runtime, else the PyTorch module wrapped as one (eval mode, nothing folded)."""
+    if isinstance(model, Runtime):
+        return model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a Runtime or an nn.Module, got {type(model).__name__}")
+    model.eval()
+    return ModuleRuntime(model)
+
+
+def choose_runtime(runtime: str | None, path: Path, device_kind: str) -> RuntimeSpec:
+    """The table row for ``--runtime`` (``auto``: by the file's suffix), checked against the file and
+    the device; a mismatch is a one-line ValueError saying what would work."""
+    suffix = path.suffix.lower()
+    name = AUTO.get(suffix) if runtime in (None, "", "auto") else str(runtime)
+    if name is None:
+        raise ValueError(f"{path}: weights must be a .pt checkpoint or an .onnx export, got {suffix or 'no suffix'!r}")
+    spec = RUNTIMES.get(name)
+    if spec is None:
+        raise ValueError(f"unknown runtime {runtime!r}; choose auto or one of {', '.join(RUNTIMES)}")
+    if suffix not in spec.suffixes:
+        fits = [s.name for s in RUNTIMES.values() if suffix in s.suffixes]
+        raise ValueError(f"runtime {name} runs {'/'.join(spec.suffixes)} files, not {path.name}; for it use "
+                         f"--runtime {' or '.join(fits)}")
+    if device_kind not in spec.devices:
+        raise ValueError(f"runtime {name} runs on {', '.join(spec.devices)}, not {device_kind}")
+    return spec
+
+
+def load_runtime(weights: str | Path | None = None, device: Any = "cpu", runtime: str | None = "auto",
+                 amp: bool = False) -> Runtime:
+    """The model ``weights`` names (a shipped model's name, a path, or None for the default shipped
+    model), loaded safely and made ready by ``runtime`` on ``device`` (``detector.devices`` names).
+    ``amp``: mixed precision (CUDA, PyTorch runtimes)."""
+    from ..devices import resolve_device
+    from ..weights import resolve_weights
+
+    dev = resolve_device(device)
+    path = resolve_weights(weights)
+    spec = choose_runtime(runtime, path, dev.kind)
+    if amp and (dev.kind != "cuda" or spec.name == "onnx"):
+        raise ValueError("mixed precision (AMP) is for the PyTorch runtimes on CUDA")
+    return spec.load().load(path, dev.torch, amp=amp)
+
+
+def load_torch_model(weights: str | Path | None = None, device: Any = "cpu") -> nn.Module:
+    """The PyTorch model of a checkpoint, batch norm folded (the eager runtime's module), for the tools
+    that look inside it through hooks (heatmaps, energy); an ONNX file is refused in one line."""
+    from ..weights import resolve_weights
+
+    path = resolve_weights(weights)
+    if path.suffix.lower() == ".onnx":
+        raise ValueError(f"{path} is an ONNX graph: heatmaps and energy look inside a PyTorch checkpoint (.pt)")
+    return load_runtime(path, device, "eager").module
+
+
+def runtime_table() -> str:
+    """The runtime table as text (``--runtime`` help)."""
+    return "; ".join(f"{s.name} ({'/'.join(s.suffixes)}, {'/'.join(s.devices)}): {s.summary}" for s in RUNTIMES.values())

@@ -1,0 +1,127 @@
+"""Scenes: what sliced inference reads its tiles from.
+
+A frame's ``pixels`` is either a numpy BGR uint8 array ``(H, W, 3)`` or a lazy scene: any object with
+
+* ``shape == (H, W, 3)``, and
+* ``read(x0, y0, x1, y1) -> np.ndarray``: the BGR uint8 window ``[y0:y1, x0:x1]`` (a new array);
+
+so that a raster much larger than memory is read window by window, never whole. ``read_window`` and
+``as_array`` work on both kinds; ``RasterScene`` is the lazy scene of a raster file, read through GDAL
+(rasterio, imported when a scene is opened).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Scene(Protocol):
+    shape: tuple[int, int, int]
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray: ...
+
+
+def scene_shape(pixels: np.ndarray | Scene) -> tuple[int, int, int]:
+    return tuple(int(v) for v in pixels.shape)  # type: ignore[return-value]
+
+
+def read_window(pixels: np.ndarray | Scene, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """The BGR uint8 window ``[y0:y1, x0:x1]`` of an array or a lazy scene, as a contiguous array."""
+    if isinstance(pixels, np.ndarray):
+        return np.ascontiguousarray(pixels[y0:y1, x0:x1])
+    return np.ascontiguousarray(pixels.read(x0, y0, x1, y1))
+
+
+def as_array(pixels: np.ndarray | Scene) -> np.ndarray:
+    """The whole image as an array (a lazy scene is read in full: only for what needs every pixel)."""
+    if isinstance(pixels, np.ndarray):
+        return pixels
+    H, W = scene_shape(pixels)[:2]
+    return read_window(pixels, 0, 0, W, H)
+
+
+# --------------------------------------------------------------------------------------------
+# A raster read window by window through GDAL
+# --------------------------------------------------------------------------------------------
+
+LAZY_PIXELS = 1 << 26  # tiled scenes above 67 M pixels (8192 x 8192) are read window by window
+GDAL_CACHE_BYTES = 64 << 20  # GDAL's block cache while reading a scene (its default is 5 % of the RAM)
+STRETCH_SAMPLE_PIXELS = 1 << 22  # pixels of the decimated read the 8-bit stretch of a deeper raster is taken from
+
+
+class RasterScene:
+    """A raster file as a lazy scene: ``read`` decodes one window through GDAL, so memory is bounded by
+    the window, not the scene. Bands and their order are those of a whole-image read
+    (``detector.io.gdal.band_indexes``). A raster that is not 8-bit is stretched to 8 bits with the same
+    function as a whole image (``detector.io.images.apply_stretch``); its range comes from a decimated
+    read of the whole raster (GDAL's overview or nearest-neighbour sampling, about 4 M pixels), the same
+    for every window, where a whole-image read samples every k-th value: the two can differ by a grey
+    level. 8-bit rasters read exactly as whole images do."""
+
+    def __init__(self, path: str | Path):
+        from .gdal import band_indexes, rasterio_module
+
+        rasterio = rasterio_module()
+        if rasterio is None:
+            raise ImportError("rasterio is not installed")
+        self.path = Path(path)
+        self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+        with self._env, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: a plain raster is fine here
+            self.ds = rasterio.open(str(self.path))
+        self.bands = band_indexes(self.ds)
+        self.shape = (int(self.ds.height), int(self.ds.width), 3)
+        self.stretch = None if self.ds.dtypes[self.bands[0] - 1] == "uint8" else self._stretch()
+
+    def _stretch(self) -> tuple[float, float]:
+        from .images import stretch_range
+
+        H, W = self.shape[:2]
+        k = max(1.0, (H * W / STRETCH_SAMPLE_PIXELS) ** 0.5)
+        with self._env:
+            sample = self.ds.read(self.bands, out_shape=(len(self.bands), max(1, int(H / k)), max(1, int(W / k))))
+        return stretch_range(np.abs(sample) if np.iscomplexobj(sample) else sample)
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        from rasterio.windows import Window
+
+        from .images import apply_stretch, to_bgr
+
+        with self._env:
+            a = self.ds.read(self.bands, window=Window(x0, y0, x1 - x0, y1 - y0))  # (bands, h, w)
+        if self.stretch is not None:
+            a = apply_stretch(np.abs(a) if np.iscomplexobj(a) else a, *self.stretch)
+        return to_bgr(a[0] if len(self.bands) == 1 else np.moveaxis(a, 0, -1))
+
+    def close(self) -> None:
+        self.ds.close()
+
+    def __del__(self) -> None:
+        ds = self.__dict__.get("ds")
+        if ds is not None:
+            ds.close()
+
+
+def open_scene(path: str | Path, min_pixels: int = LAZY_PIXELS) -> RasterScene | None:
+    """A lazy ``RasterScene`` for a raster GDAL reads (GeoTIFF, JPEG 2000) of more than ``min_pixels``
+    pixels, else None (the image is read whole, as usual; so is a palette raster, or one GDAL cannot
+    open, whose whole-image read then reports the problem)."""
+    from .gdal import GDAL_SUFFIXES, rasterio_module
+
+    if Path(path).suffix.lower().lstrip(".") not in GDAL_SUFFIXES or rasterio_module() is None:
+        return None
+    try:
+        scene = RasterScene(path)
+    except Exception:  # noqa: BLE001 - let the whole-image reader name the problem
+        return None
+    from rasterio.enums import ColorInterp
+
+    if scene.shape[0] * scene.shape[1] <= min_pixels or scene.ds.colorinterp[scene.bands[0] - 1] == ColorInterp.palette:
+        scene.close()
+        return None
+    return scene
