@@ -26,6 +26,7 @@ from detector.models.calibration import recalibrate_bn
 from detector.models.settings import ModelSettings, settings_of
 from detector.nn.fold import fold_batchnorm, unfolded_batchnorms
 from detector.nn.neurons import SaccadicNeuron, SpikingNeuron
+from _ssdd_subset import ssdd_subset  # noqa: F401  (fixture)
 from _tiny import TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,3 +224,17 @@ def test_install_carries_the_shipped_weights():
     assert '["detector.shipped"]' in (REPO / "setup.py").read_text()
     _, models = W.shipped_models()
     assert all((REPO / "weights" / m["file"]).is_file() for m in models.values())
+
+
+def test_val_through_a_runtime_module_equals_val_of_the_weights(ssdd_subset, tmp_path):  # noqa: F811
+    """The interface non-eager runtimes give Ultralytics' validator (``Runtime.as_module``), here around
+    the eager runtime: the same metrics as validating the weights directly."""
+    from detector.engine.validator import evaluate
+
+    common = dict(split="val", imgsz=320, batch=8, plots=False, project=tmp_path)
+    direct = evaluate(ssdd_subset, "ssdd", name="direct", **common)
+    wrapped = evaluate(ssdd_subset, model=load_runtime("ssdd").as_module(), name="wrapped", **common)
+    assert direct["map50"] > 0.5 and (direct["map50"], direct["map"]) == (wrapped["map50"], wrapped["map"])
+    (tmp_path / "m.onnx").write_bytes(b"")  # refused by its runtime's row, before it is read
+    with pytest.raises(ValueError, match="runtime onnx runs one input shape"):
+        evaluate(ssdd_subset, tmp_path / "m.onnx", **common)

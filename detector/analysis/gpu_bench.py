@@ -19,9 +19,7 @@ and batch 32 at least YOLOv8n's images per second.
 from __future__ import annotations
 
 import csv
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,21 +30,16 @@ TARGETS = {"latency_b1_320": 1.5, "throughput_b32_640": 1.0}
 
 def cuda_seconds(fns: dict[str, Callable[[], Any]], warmup: int, repeats: int) -> dict[str, float]:
     """Median synchronised wall time of each function, taking turns within each round."""
-    def timed(fn):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        return time.perf_counter() - t
+    from .deploy_bench import interleaved_seconds
 
-    for _ in range(warmup):
-        for fn in fns.values():
-            timed(fn)
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(timed(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
+    def synced(fn):
+        def run():
+            torch.cuda.synchronize()
+            fn()
+            torch.cuda.synchronize()
+        return run
+
+    return interleaved_seconds({k: synced(fn) for k, fn in fns.items()}, warmup, repeats)
 
 
 def yolo_runner(model: torch.nn.Module, amp: bool) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -187,5 +180,5 @@ def gpu_markdown(rep: dict[str, Any]) -> str:
               f"YOLOv8n {t['yolov8n']:.1f} ms."]
     if "epoch_images_per_s" in rep:
         lines.append("Training epoch: " + ", ".join(f"{k} {v:.0f} images/s" for k, v in rep["epoch_images_per_s"].items()) + ".")
-    lines += [f"Ratios: " + ", ".join(f"{k} {v:.2f} (target {TARGETS[k]})" for k, v in rep["ratios"].items())]
+    lines += ["Ratios: " + ", ".join(f"{k} {v:.2f} (target {TARGETS[k]})" for k, v in rep["ratios"].items())]
     return "\n".join(lines)
