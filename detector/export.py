@@ -8,8 +8,9 @@ The exported graph is the integer (fast CPU) form of the model at a fixed input 
   unrolled the same way;
 * output: Ultralytics' decoded predictions ``(B, 4 + nc, anchors)`` (boxes xywh in input pixels, class
   probabilities), which the project's NMS and letterbox inverse turn into detections exactly as for
-  the PyTorch model (``OnnxDetector``);
-* metadata: class names, input size, T, D and the source checkpoint's sha256.
+  the PyTorch model (the ``onnx`` runtime, ``detector.infer.onnx_runtime``);
+* metadata: class names, input size, T, D, the training images' size and the source checkpoint's sha256
+  (the runtime checks the graph against them on load).
 
 What it cannot express, refused with a message naming the module: neurons of the SpikingJelly
 reference backend (a custom PyTorch operator; the fused backend's PyTorch path is exported instead),
