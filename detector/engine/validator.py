@@ -18,7 +18,7 @@ import torch
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils import LOGGER
 
-from ..infer.options import VAL
+from ..infer.options import DETECT, VAL
 from ..io.writers import coco_records
 
 
@@ -74,7 +74,7 @@ class LevelTally:
 
     STRIDES = (8, 16, 32)
 
-    def __init__(self, conf: float = 0.25):
+    def __init__(self, conf: float = DETECT.conf):
         self.conf = conf
         self.detections = [0, 0, 0]
         self.max_score = [0.0, 0.0, 0.0]
@@ -265,7 +265,7 @@ def coco_report(validator: SNNValidator, split: str, map50: float, map_: float) 
 
 
 def score_distribution(gt_json: str | Path, predictions: list[dict[str, Any]], iou: float = 0.5,
-                       conf: float = 0.001) -> dict[str, Any]:
+                       conf: float = VAL.conf) -> dict[str, Any]:
     """How the model's confidences spread: the scores of true positives (each prediction matched
     greedily, best score first, to an unmatched ground-truth box of its class at IoU >= ``iou``) and of
     false positives, as quantiles; ``tp_fraction_above`` the share of true positives scoring above
