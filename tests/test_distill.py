@@ -169,3 +169,19 @@ def test_bad_teacher_or_weights_fail_before_training(tmp_path, teacher_file):
         train("unused.yaml", distill={"teacher": str(teacher_file), "box_weight": -2})
     with pytest.raises(ValueError, match="multi-GPU"):
         train("unused.yaml", device="0,1", distill={"teacher": str(teacher_file)})
+
+
+def test_resume_keeps_the_runs_distillation_weights_unless_named_again():
+    """``--resume X --teacher T`` keeps X's stored weights (feature distillation included) for every --kd-* not
+    given again, and the stored adapters are handed on; a weight named again wins."""
+    from types import SimpleNamespace
+
+    from detector.engine.trainer import SNNTrainer
+
+    stored = {"teacher": "/somewhere/else.pt", "teacher_sha256": "a" * 64, "cls_weight": 0.5, "box_weight": 2.0,
+              "temperature": 3.0, "feat_weight": 1.5}
+    ckpt = {"distill": stored, "distill_adapters": {"0.weight": torch.zeros(1)}}
+    stub = SimpleNamespace(distill_args={"teacher": "t.pt", "box_weight": 0.25})
+    SNNTrainer.on_resume(stub, ckpt, "last.pt")
+    assert stub.distill_args == {"teacher": "t.pt", "box_weight": 0.25, "teacher_sha256": "a" * 64, "cls_weight": 0.5,
+                                 "temperature": 3.0, "feat_weight": 1.5, "adapters_state": ckpt["distill_adapters"]}

@@ -39,10 +39,11 @@ def main(argv=None) -> int:
                     help="initial class probability of the head (e.g. 0.01), or none for Ultralytics' rule "
                          "(default: the model config's)")
     ap.add_argument("--teacher", default=None, help="distil from this teacher file (written by tools/train_baseline.py)")
-    ap.add_argument("--kd-cls", type=float, default=1.0, help="weight of the class distillation loss (default 1)")
-    ap.add_argument("--kd-box", type=float, default=1.0, help="weight of the box (DFL) distillation loss (default 1)")
-    ap.add_argument("--kd-temperature", type=float, default=1.0, help="distillation temperature (default 1)")
-    ap.add_argument("--kd-feat", type=float, default=0.0,
+    ap.add_argument("--kd-cls", type=float, default=None, help="weight of the class distillation loss (default 1; "
+                                                                 "resuming: the run's own)")
+    ap.add_argument("--kd-box", type=float, default=None, help="weight of the box (DFL) distillation loss (default 1)")
+    ap.add_argument("--kd-temperature", type=float, default=None, help="distillation temperature (default 1)")
+    ap.add_argument("--kd-feat", type=float, default=None,
                     help="weight of the neck-feature distillation (P3-P5 through 1x1 adapters; default 0: off)")
     ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run or a last.pt")
     ap.add_argument("--project", default="runs/train")
@@ -71,8 +72,10 @@ def main(argv=None) -> int:
         neuron = {"name": a.neuron}
     distill = None
     if a.teacher:
-        distill = {"teacher": a.teacher, "cls_weight": a.kd_cls, "box_weight": a.kd_box, "temperature": a.kd_temperature,
-                   "feat_weight": a.kd_feat}
+        given = {"cls_weight": a.kd_cls, "box_weight": a.kd_box, "temperature": a.kd_temperature, "feat_weight": a.kd_feat}
+        defaults = {} if a.resume else {"cls_weight": 1.0, "box_weight": 1.0, "temperature": 1.0, "feat_weight": 0.0}
+        # a resumed run keeps its stored weights for what is not named again (SNNTrainer.on_resume)
+        distill = {"teacher": a.teacher, **defaults, **{k: v for k, v in given.items() if v is not None}}
     extra = dict(workers=a.workers, seed=a.seed, patience=a.patience, optimizer=a.optimizer,
                  close_mosaic=10 if a.close_mosaic is None else a.close_mosaic, plots=not a.no_plots)
     for key in ("lr0", "momentum", "warmup_bias_lr"):

@@ -105,15 +105,15 @@ class SNNTrainer(SafeTrainer):
         checkpoint names is trusted."""
         stored = ckpt.get("distill")
         if self.distill_args is None and isinstance(stored, dict) and stored.get("teacher"):
-            flags = {"cls_weight": "--kd-cls", "box_weight": "--kd-box", "temperature": "--kd-temperature",
-                     "feat_weight": "--kd-feat"}
-            same = " ".join(f"{f} {v:g}" for k, f in flags.items() if isinstance(v := stored.get(k), (int, float))
-                            and not isinstance(v, bool) and math.isfinite(v) and (v or k != "feat_weight"))
             raise ValueError(f"{path} was trained with distillation from teacher {str(stored['teacher'])[:200]!r}; a path "
-                             f"stored in a checkpoint is never opened: pass --teacher PATH to resume (the same file, "
-                             f"checked by sha256){f' and the same {same}' if same else ''}")
+                             "stored in a checkpoint is never opened: pass --teacher PATH to resume (the same file, "
+                             "checked by sha256; the run's distillation weights are kept unless --kd-* names them)")
         if self.distill_args is not None and isinstance(stored, dict):
             self.distill_args.setdefault("teacher_sha256", stored.get("teacher_sha256"))
+            for k in ("cls_weight", "box_weight", "temperature", "feat_weight"):  # the run's own, unless named again
+                v = stored.get(k)
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    self.distill_args.setdefault(k, float(v))
         adapters = ckpt.get("distill_adapters")
         if self.distill_args is not None and isinstance(adapters, dict):
             self.distill_args["adapters_state"] = adapters  # plain tensors, loaded into the adapters strictly
