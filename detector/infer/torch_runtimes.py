@@ -69,7 +69,8 @@ class EagerRuntime(Runtime):
         return cls(model, device, amp)
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.float16) if self.amp else nullcontext()
+        # no cast cache: a CUDA graph must not capture casts cached outside it (each forward casts anew)
+        return torch.autocast(self.device.type, dtype=torch.float16, cache_enabled=False) if self.amp else nullcontext()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with self.autocast():
