@@ -1,6 +1,6 @@
 """The head's readouts (``detector.nn.head``): the ceiling of the spike readout, computed from the weights and
-checked against the network; the current readout folded exactly, spike-driven, trainable and counted by the
-energy meter; the per-level detection tally of the validator.
+checked against the network; the current readout folded exactly, spike-driven and counted by the energy meter
+(its gradients: ``test_integer_spikes``); the per-level detection tally of the validator.
 
 Equivalence checks run in float64 on the tiny config with integer spikes (``test_integer_spikes``' helpers).
 """
@@ -90,22 +90,6 @@ def test_current_readout_spike_driven_form_is_exact_and_binary(T, D):
     assert all(torch.equal(a, b) for a, b in zip(det_int, det_bin)) and sum(len(d) for d in det_int) > 0
     spike_fed = [t for t in rec.inputs[1:] if t.shape[1] != 16]  # all but the stem and the DFL conv
     assert spike_fed and all(bool(((t == 0) | (t == 1)).all()) for t in spike_fed)
-
-
-def test_current_readout_trains_every_parameter():
-    """As the integer-spike gradient test: a small, a medium and a near-full-image box, every stride
-    assigned; every parameter but Ultralytics' fixed DFL projection gets a gradient."""
-    from ultralytics.cfg import get_cfg
-
-    model = model_with("current", T=2, D=2)
-    model.args = get_cfg()
-    model.train()
-    batch = {"img": image(B=1, H=512, W=512), "batch_idx": torch.zeros(3), "cls": torch.tensor([[0.0], [2.0], [1.0]]),
-             "bboxes": torch.tensor([[0.2, 0.3, 0.06, 0.1], [0.7, 0.6, 0.35, 0.4], [0.5, 0.5, 0.98, 0.98]])}
-    loss, _ = model.loss(batch)
-    loss.sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
-    assert missing == []
 
 
 def test_energy_counts_the_folded_readout_as_synaptic():

@@ -23,8 +23,8 @@ from detector.nn.synapse import counts_to_binary, model_levels
 from _tiny import TINY
 
 
-def ilif_model(T: int = 2, D: int = 2, seed: int = 0, attn: str = "sssa_v2") -> SNNViTYOLO:
-    cfg = load_config(TINY, timesteps=T, neuron={"name": "ilif", "max_spikes": D})
+def ilif_model(T: int = 2, D: int = 2, seed: int = 0, attn: str = "sssa_v2", readout: str = "spikes") -> SNNViTYOLO:
+    cfg = load_config(TINY, timesteps=T, neuron={"name": "ilif", "max_spikes": D}, readout=readout)
     cfg["backbone"] = {**cfg["backbone"], "attn": attn}
     torch.manual_seed(seed)
     return SNNViTYOLO(cfg, verbose=False)
@@ -131,13 +131,14 @@ def test_streaming_equals_parallel_with_integer_spikes():
     assert torch.equal(par, seq)
 
 
-def test_every_parameter_gets_a_gradient_with_integer_spikes():
+@pytest.mark.parametrize("readout", ["spikes", "current"])
+def test_every_parameter_gets_a_gradient_with_integer_spikes(readout):
     """As test_detector's gradient test (512 px, a small, a medium and a near-full-image box, so that
-    every stride gets an assigned box), with integer spikes: the straight-through window passes enough
-    gradient that no parameter but Ultralytics' fixed DFL projection is left without one."""
+    every stride gets an assigned box), with integer spikes and either head readout: the straight-through
+    window passes enough gradient that no parameter but Ultralytics' fixed DFL projection is left without one."""
     from ultralytics.cfg import get_cfg
 
-    model = ilif_model(2, 2)
+    model = ilif_model(2, 2, readout=readout)
     model.args = get_cfg()
     model.train()
     batch = {"img": image(B=1, H=512, W=512), "batch_idx": torch.zeros(3), "cls": torch.tensor([[0.0], [2.0], [1.0]]),
