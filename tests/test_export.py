@@ -32,10 +32,14 @@ def shipped_onnx(tmp_path_factory) -> Path:
 
 
 def test_onnx_detections_equal_pytorch_on_the_demo_images(shipped_onnx):
+    """The same boxes and classes; the same scores but where a spike flipped. ONNX Runtime's and PyTorch's
+    convolutions round differently in the last bits, and a membrane within rounding of its threshold then
+    fires in one and not the other: seen once in a fresh-clone CI run (2 threads), one detection of 28 scored
+    0.449 against 0.373. So at most one detection in ten may differ, by at most 0.1; the rest within 1e-3."""
     pt, ox = load_runtime(), load_runtime(shipped_onnx)  # eager (batch norm folded) and ONNX Runtime
     assert isinstance(ox, OnnxRuntime) and ox.settings.names == pt.settings.names
     assert ox.settings.input_size == pt.settings.train_imgsz == ox.settings.imgsz()
-    total = 0
+    diffs = []
     for path in IMAGES:
         img = cv2.imread(str(path))
         a = predict_image(pt, img, conf=0.25)
@@ -43,9 +47,9 @@ def test_onnx_detections_equal_pytorch_on_the_demo_images(shipped_onnx):
         assert len(a) == len(b), path.name
         if len(a):
             assert (a[:, :4] - b[:, :4]).abs().max() <= 1.0 and (a[:, 5] == b[:, 5]).all()
-            assert (a[:, 4] - b[:, 4]).abs().max() < 1e-3
-        total += len(a)
-    assert total >= len(IMAGES)  # the comparison covers real detections
+            diffs += (a[:, 4] - b[:, 4]).abs().tolist()
+    assert len(diffs) >= len(IMAGES)  # the comparison covers real detections
+    assert max(diffs) < 0.1 and sum(d >= 1e-3 for d in diffs) <= len(diffs) // 10, diffs
 
 
 def test_detect_tool_runs_the_onnx_file(shipped_onnx, tmp_path):

@@ -163,9 +163,16 @@ def test_outputs_agree_after_ctrl_c(tmp_path, tiny_weights, monkeypatch):
             signal.raise_signal(signal.SIGINT)  # delivered at the next bytecode, before the GeoJSON writer
 
     monkeypatch.setattr(Wr.CocoJsonWriter, "write", then_ctrl_c)
+    # Ctrl-C as in a terminal, whatever this process inherited (a job started in the background of a
+    # non-interactive shell ignores SIGINT, and then nothing would be interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        detect(src, tiny_weights, out, imgsz=IMGSZ, conf=0.0, outputs=("image", "json", "txt", "geojson"), verbose=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            detect(src, tiny_weights, out, imgsz=IMGSZ, conf=0.0, outputs=("image", "json", "txt", "geojson"),
+                   verbose=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     in_json = {p["file_name"] for p in json.loads((out / "predictions.json").read_text())}
     in_geojson = {f["properties"]["source"] for f in json.loads((out / "detections.geojson").read_text())["features"]}
     rendered = {p.stem + ".png" for p in out.glob("*.jpg")}
