@@ -478,15 +478,19 @@ def test_bn_recalibration_until_running_stats_settle_on_clean_batches(mosaic, cl
 
 
 def test_class_prior_option_sets_the_head_bias():
-    """Without cls_prior the head starts from Ultralytics' rule (-7.2 / -5.8 / -4.4 at nc=1); with
-    cls_prior p every stride starts at log(p / (1 - p)); the shipped integer-spike config uses 0.01."""
+    """Without cls_prior the head starts from Ultralytics' rule (-7.2 / -5.8 / -4.4 at nc=1), whatever the
+    readout (the shipped integer-spike config: current readout, no prior); with cls_prior p every stride
+    starts at log(p / (1 - p))."""
     import math
 
+    expected = [round(math.log(5 / (640 / s) ** 2), 2) for s in (8, 16, 32)]
     rule = [b[-1].bias[0].item() for b in SNNViTYOLO("n", nc=1, verbose=False).head.cv3]
-    assert [round(v, 2) for v in rule] == [round(math.log(5 / (640 / s) ** 2), 2) for s in (8, 16, 32)]
+    assert [round(v, 2) for v in rule] == expected
     m = SNNViTYOLO("n-ilif", nc=1, verbose=False)
-    assert all(b[-1].bias[0].item() == pytest.approx(math.log(0.01 / 0.99)) for b in m.head.cv3)
+    assert [round(b[-1].bias[0].item(), 2) for b in m.head.cv3] == expected and m.yaml["readout"] == "current"
     assert m.timesteps == 1 and m.yaml["neuron"]["name"] == "ilif" and m.yaml["neuron"]["max_spikes"] == 4
+    p = SNNViTYOLO(load_config("n-ilif", nc=1, cls_prior=0.01), verbose=False)
+    assert all(b[-1].bias[0].item() == pytest.approx(math.log(0.01 / 0.99)) for b in p.head.cv3)
     for bad in (0.0, 0.7, "x", True):
         with pytest.raises(ValueError, match="cls_prior"):
             load_config("n", cls_prior=bad)
