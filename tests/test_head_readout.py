@@ -126,3 +126,25 @@ def test_level_tally_by_hand():
     assert t.detections == [1, 1, 1] and t.max_score == pytest.approx([0.9, 0.3, 0.5])
     with pytest.raises(ValueError, match="anchors"):
         LevelTally.level_of(idx, 100)
+
+
+@pytest.mark.parametrize("readout", ["spikes", "current"])
+def test_val_reports_each_levels_attainable_maximum(readout):
+    """``attainable_max_scores`` (the ``attainable_max`` of val's level report) is the head's per-level bound
+    at the model's own D, taken over classes, from the eval weights; it leaves the model's mode as it was;
+    a model without the spiking head gets None; the printed report shows it."""
+    from detector.engine.validator import attainable_max_scores, format_metrics
+
+    model = live(model_with(readout, D=3), image(B=2))
+    model.train()
+    tops = attainable_max_scores(model)
+    assert model.training
+    model.eval()
+    want = [round(float(s.max()), 4) for s in model.head.max_scores(3)]
+    assert tops == want and len(tops) == 3 and all(0 < t <= 1 for t in tops)
+    assert attainable_max_scores(torch.nn.Conv2d(1, 1, 1)) is None
+    levels = [{"stride": s, "detections": 0, "max_score": 0.0, "conf": 0.25, "attainable_max": t}
+              for s, t in zip((8, 16, 32), tops)]
+    text = format_metrics({"precision": 0.0, "recall": 0.0, "map50": 0.0, "map": 0.0, "per_class": [],
+                           "levels": levels})
+    assert f"attainable {tops[2]:.3f}" in text

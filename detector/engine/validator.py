@@ -102,6 +102,24 @@ class LevelTally:
                 for s, n, m in zip(self.STRIDES, self.detections, self.max_score)]
 
 
+def attainable_max_scores(model) -> list[float] | None:
+    """Per level (stride 8, 16, 32), the largest confidence the spiking head's weights can produce for any
+    class (``SpikingDetect.max_scores`` at the model's D), rounded; None for a model without that head
+    (YOLOv8n, a compiled wrapper). A level whose attainable maximum sits below detect's threshold can
+    find nothing, whatever the image."""
+    from ..models.settings import settings_of
+
+    head = getattr(model, "head", None)
+    if not hasattr(head, "max_scores"):
+        return None
+    was = model.training
+    model.eval()  # the folded (eval) weights are the ones that run
+    try:
+        return [round(float(s.max()), 4) for s in head.max_scores(settings_of(model).levels)]
+    finally:
+        model.train(was)
+
+
 def coco_evaluate(gt_json: str | Path, predictions: list[dict[str, Any]]) -> dict[str, Any]:
     """Score predictions (with ``file_name``) with pycocotools against COCO ground truth whose
     category ids are class index + 1. Returns overall and per-class AP@0.5 and AP@0.5:0.95."""
@@ -231,6 +249,8 @@ def evaluate(
         "precision": float(box.mp), "recall": float(box.mr), "map50": float(box.map50), "map": float(box.map),
         "per_class": per_class, "save_dir": str(validator.save_dir), "levels": validator.levels.report(),
     }
+    for lv, top in zip(result["levels"], attainable_max_scores(model) or []):
+        lv["attainable_max"] = top
     result.update(coco_report(validator, split, result["map50"], result["map"]))
     LOGGER.info(format_metrics(result))
     agree = result.get("agreement")
@@ -340,7 +360,8 @@ def format_metrics(r: dict[str, Any]) -> str:
     if r.get("levels"):
         lv = r["levels"]
         lines.append(f"detections at conf >= {lv[0]['conf']} by level: " + ", ".join(
-            f"stride {x['stride']}: {x['detections']} (max score {x['max_score']:.3f})" for x in lv))
+            f"stride {x['stride']}: {x['detections']} (max score {x['max_score']:.3f}"
+            + (f", attainable {x['attainable_max']:.3f})" if "attainable_max" in x else ")") for x in lv))
     if "pycocotools" in r:
         co = r["pycocotools"]
         lines.append(f"pycocotools: mAP50 {co['map50']:.4f}  mAP50-95 {co['map']:.4f}  "
@@ -348,4 +369,4 @@ def format_metrics(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SNNValidator", "evaluate", "coco_evaluate", "format_metrics", "check_class_names"]
+__all__ = ["SNNValidator", "evaluate", "attainable_max_scores", "coco_evaluate", "format_metrics", "check_class_names"]
