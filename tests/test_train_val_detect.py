@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -86,6 +87,8 @@ def test_checkpoints_are_safe_and_complete(trained_run: TrainedRun):
         assert ckpt["epoch"] == EPOCHS - 1  # 0-based, Ultralytics' convention
         assert ckpt["train_args"]["epochs"] == EPOCHS and ckpt["train_args"]["imgsz"] == IMGSZ
         assert ckpt["ema_state_dict"].keys() == ckpt["state_dict"].keys()
+        sides = [max(cv2.imread(str(f)).shape[:2]) for f in sorted((trained_run.data_yaml.parent / "images" / "train").glob("*.jpg"))]
+        assert sides and ckpt["train_image_size"] == int(np.median(sides))  # --tile auto's size
         assert ckpt["optimizer"]["state"], "optimizer state missing: resume would restart the optimizer"
         model = load_model(path)
         assert model.names == {0: "ship"} and model.timesteps == TIMESTEPS and not model.training

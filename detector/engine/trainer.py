@@ -92,11 +92,15 @@ class SNNTrainer(SafeTrainer):
     def train_image_size(self) -> int | None:
         """The median long side (pixels) of the training images: the scale the model learned, which
         sliced inference uses as its automatic tile size (``detector.engine.tiling``)."""
-        shapes = getattr(getattr(self.train_loader, "dataset", None), "shapes", None)
-        if shapes is None or len(shapes) == 0:
-            return None
         import numpy as np
 
+        # every label record carries its image's (h, w); the dataset's ``shapes`` exists only for rect batches
+        ds = getattr(self.train_loader, "dataset", None)
+        shapes = [lb["shape"] for lb in getattr(ds, "labels", None) or [] if isinstance(lb, dict) and "shape" in lb]
+        if not shapes:
+            shapes = getattr(ds, "shapes", None)
+        if shapes is None or len(shapes) == 0:
+            return None
         return int(np.median(np.asarray(shapes).max(1)))
 
     def on_resume(self, ckpt, path):
