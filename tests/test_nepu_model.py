@@ -88,7 +88,7 @@ def test_nepu_model_on_a_georeferenced_scene_with_tile_auto(nepu_runtime, nepu_r
     from detector.infer import predict_image
 
     rasterio = pytest.importorskip("rasterio")
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     from detector.infer import detect
 
@@ -114,7 +114,7 @@ def test_nepu_model_on_a_georeferenced_scene_with_tile_auto(nepu_runtime, nepu_r
         alone += [([d[0] + ox, d[1] + oy, d[2] + ox, d[3] + oy], float(d[4])) for d in det]
     src = tmp_path / "src"
     src.mkdir()
-    transform = from_origin(500000.0, 4200000.0, 0.41, 0.41)  # UTM zone 50N (the Daqing fields' zone)
+    transform = Affine(0.41, 0.0, 500000.0, 0.0, -0.41, 4200000.0)  # north-up, UTM zone 50N
     with rasterio.open(src / "field.tif", "w", driver="GTiff", width=1920, height=1280, count=3, dtype="uint8",
                        crs="EPSG:32650", transform=transform, photometric="RGB") as ds:
         ds.write(np.moveaxis(scene[..., ::-1], -1, 0))
