@@ -91,7 +91,7 @@ class SNNTrainer(SafeTrainer):
 
     def train_image_size(self) -> int | None:
         """The median long side (pixels) of the training images: the scale the model learned, which
-        sliced inference uses as its automatic tile size (``detector.engine.tiling``)."""
+        sliced inference uses as its automatic tile size (``detector.infer.resolve_tile``)."""
         import numpy as np
 
         # every label record carries its image's (h, w); the dataset's ``shapes`` exists only for rect batches
