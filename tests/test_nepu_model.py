@@ -22,15 +22,22 @@ MIN_RECALL_TILED, MIN_PRECISION_TILED = 0.4, 0.45  # the tiled scene: harder ima
 
 
 @pytest.fixture(scope="module")
-def valid_images(nepu_root: Path) -> list[tuple[Path, np.ndarray]]:
-    """(image path, ground-truth boxes x1 y1 x2 y2) of the first ``N_IMAGES`` images of ``valid``."""
+def valid_split(nepu_root: Path) -> list[tuple[Path, np.ndarray]]:
+    """(image path, ground-truth boxes x1 y1 x2 y2) of every image of ``valid``, by file name."""
     data = json.loads((nepu_root / "annotations" / "valid.json").read_text(encoding="utf-8"))
     boxes: dict[int, list[list[float]]] = {}
     for a in data["annotations"]:
         x, y, w, h = a["bbox"]
         boxes.setdefault(a["image_id"], []).append([x, y, x + w, y + h])
-    images = sorted(data["images"], key=lambda im: im["file_name"])[:N_IMAGES]
-    return [(nepu_root / "val2017" / im["file_name"], np.asarray(boxes.get(im["id"], []), dtype=float)) for im in images]
+    images = sorted(data["images"], key=lambda im: im["file_name"])
+    return [(nepu_root / "val2017" / im["file_name"], np.asarray(boxes.get(im["id"], []), dtype=float).reshape(-1, 4))
+            for im in images]
+
+
+@pytest.fixture(scope="module")
+def valid_images(valid_split) -> list[tuple[Path, np.ndarray]]:
+    """The first ``N_IMAGES`` of ``valid_split``."""
+    return valid_split[:N_IMAGES]
 
 
 @pytest.fixture(scope="module")
@@ -78,39 +85,29 @@ def test_heatmaps_and_energy_run_on_the_nepu_model(nepu_runtime, valid_images, t
     assert rep.images == 1 and 0 < rep.energy_mj < rep.ann_energy_mj
 
 
-def test_nepu_model_on_a_georeferenced_scene_with_tile_auto(nepu_runtime, nepu_root, tmp_path):
+def test_nepu_model_on_a_georeferenced_scene_with_tile_auto(nepu_runtime, valid_split, tmp_path):
     """What an optical user runs: a 1920 x 1280 RGB GeoTIFF (the next six ``valid`` images side by side, UTM,
     0.41 m pixels) through ``detect(..., tile="auto")``: tiles of the training images' size (640), the wells
     found in scene pixels as well as on the six images alone (at most one fewer true positive; every confident
     detection, score >= 0.4, is one the images alone gave, once: no fragments or duplicates across tiles; the
     tiles' other crops move a few scores near the 0.25 threshold), and every detection written to GeoJSON as
     longitude/latitude inside the scene."""
-    from detector.infer import predict_image
-
     rasterio = pytest.importorskip("rasterio")
     from affine import Affine
 
-    from detector.infer import detect
+    from detector.infer import detect, predict_image
 
-    data = json.loads((nepu_root / "annotations" / "valid.json").read_text(encoding="utf-8"))
-    images = sorted(data["images"], key=lambda im: im["file_name"])[N_IMAGES:N_IMAGES + 6]
-    by_id = {im["id"]: k for k, im in enumerate(images)}
     scene = np.zeros((1280, 1920, 3), np.uint8)
     gt: list[list[float]] = []
-    own: list[list[list[float]]] = [[] for _ in images]  # each image's boxes in its own pixels
-    for a in data["annotations"]:
-        if a["image_id"] in by_id:
-            x, y, w, h = a["bbox"]
-            own[by_id[a["image_id"]]].append([x, y, x + w, y + h])
     alone_tp, alone = 0, []
-    for k, im in enumerate(images):
-        img = cv2.imread(str(nepu_root / "val2017" / im["file_name"]))
-        assert img is not None and img.shape[:2] == (640, 640), im["file_name"]
+    for k, (path, own) in enumerate(valid_split[N_IMAGES:N_IMAGES + 6]):
+        img = cv2.imread(str(path))
+        assert img is not None and img.shape[:2] == (640, 640), path
         oy, ox = 640 * (k // 3), 640 * (k % 3)
         scene[oy:oy + 640, ox:ox + 640] = img
-        gt += [[x1 + ox, y1 + oy, x2 + ox, y2 + oy] for x1, y1, x2, y2 in own[k]]
+        gt += (own + [ox, oy, ox, oy]).tolist()
         det = predict_image(nepu_runtime, img).numpy()
-        alone_tp += match([(d[:4].tolist(), float(d[4])) for d in det], np.asarray(own[k], float))
+        alone_tp += match([(d[:4].tolist(), float(d[4])) for d in det], own)
         alone += [([d[0] + ox, d[1] + oy, d[2] + ox, d[3] + oy], float(d[4])) for d in det]
     src = tmp_path / "src"
     src.mkdir()

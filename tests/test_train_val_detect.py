@@ -78,6 +78,9 @@ def test_short_run_writes_its_files_and_the_loss_falls(trained_run: TrainedRun):
 
 
 def test_checkpoints_are_safe_and_complete(trained_run: TrainedRun):
+    train_images = sorted((trained_run.data_yaml.parent / "images" / "train").glob("*.jpg"))
+    assert train_images
+    median_side = int(np.median([max(cv2.imread(str(f)).shape[:2]) for f in train_images]))
     for path in (trained_run.best, trained_run.last):
         raw = torch.load(path, map_location="cpu", weights_only=True)  # plain data only: no pickled code
         ckpt = load_checkpoint(path)
@@ -87,8 +90,7 @@ def test_checkpoints_are_safe_and_complete(trained_run: TrainedRun):
         assert ckpt["epoch"] == EPOCHS - 1  # 0-based, Ultralytics' convention
         assert ckpt["train_args"]["epochs"] == EPOCHS and ckpt["train_args"]["imgsz"] == IMGSZ
         assert ckpt["ema_state_dict"].keys() == ckpt["state_dict"].keys()
-        sides = [max(cv2.imread(str(f)).shape[:2]) for f in sorted((trained_run.data_yaml.parent / "images" / "train").glob("*.jpg"))]
-        assert sides and ckpt["train_image_size"] == int(np.median(sides))  # --tile auto's size
+        assert ckpt["train_image_size"] == median_side  # --tile auto's size
         assert ckpt["optimizer"]["state"], "optimizer state missing: resume would restart the optimizer"
         model = load_model(path)
         assert model.names == {0: "ship"} and model.timesteps == TIMESTEPS and not model.training

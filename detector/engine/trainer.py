@@ -98,8 +98,6 @@ class SNNTrainer(SafeTrainer):
         ds = getattr(self.train_loader, "dataset", None)
         shapes = [lb["shape"] for lb in getattr(ds, "labels", None) or [] if isinstance(lb, dict) and "shape" in lb]
         if not shapes:
-            shapes = getattr(ds, "shapes", None)
-        if shapes is None or len(shapes) == 0:
             return None
         return int(np.median(np.asarray(shapes).max(1)))
 

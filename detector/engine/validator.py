@@ -112,12 +112,7 @@ def attainable_max_scores(model) -> list[float] | None:
     head = getattr(model, "head", None)
     if not hasattr(head, "max_scores"):
         return None
-    was = model.training
-    model.eval()  # the folded (eval) weights are the ones that run
-    try:
-        return [round(float(s.max()), 4) for s in head.max_scores(settings_of(model).levels)]
-    finally:
-        model.train(was)
+    return [round(float(s.max()), 4) for s in head.max_scores(settings_of(model).levels)]
 
 
 def coco_evaluate(gt_json: str | Path, predictions: list[dict[str, Any]]) -> dict[str, Any]:
