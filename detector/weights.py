@@ -315,9 +315,20 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema:
     out["state_dict"] = state
     out.update({k: ckpt[k] for k in ("epoch", "best_fitness", "train_args", "train_metrics", "train_image_size", "distill")
                 if k in ckpt})
+    for k in ("train_args", "distill"):  # a file meant to be shared names no folder of the machine that trained it
+        if isinstance(out.get(k), dict):
+            out[k] = {key: local_path_name(v) for key, v in out[k].items()}
     out.update({k: plain(v) for k, v in note.items()})
     build_from_checkpoint(out, source=src)  # refuse to write a file that would not load
     return atomic_torch_save(out, dst)
+
+
+def local_path_name(value: Any) -> Any:
+    """An absolute path (POSIX or Windows) reduced to its last part; anything else unchanged."""
+    if isinstance(value, str) and (value.startswith(("/", "\\\\")) or (len(value) > 2 and value[1] == ":"
+                                                                         and value[2] in "/\\")):
+        return value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return value
 
 
 def sha256(path: str | Path) -> str:

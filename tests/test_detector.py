@@ -286,10 +286,16 @@ def test_export_keeps_ema_weights_in_fp16_and_drops_training_state(tmp_path, liv
             p.add_(0.01)  # the EMA differs from the raw weights, so the test can tell which was kept
     src = tmp_path / "best.pt"
     save_checkpoint(src, model, ema_state_dict=ema.state_dict(), optimizer={"state": {}, "param_groups": []},
-                    epoch=4, train_args={"imgsz": 320, "epochs": 5})
+                    epoch=4, train_args={"imgsz": 320, "epochs": 5, "data": "/home/alice/ssdd/data.yaml",
+                                         "project": "C:\\Users\\alice\\runs", "name": "exp"},
+                    distill={"teacher": "/home/alice/runs/teacher.pt", "cls_weight": 1.0})
     dst = export_weights(src, tmp_path / "small.pt", note="test")
     ckpt = load_checkpoint(dst)
     assert "optimizer" not in ckpt and "ema_state_dict" not in ckpt and ckpt["note"] == "test"
+    # the shared file names no folder of the training machine: absolute paths keep their last part only
+    assert {k: ckpt["train_args"][k] for k in ("data", "project", "name")} == {"data": "data.yaml", "project": "runs",
+                                                                              "name": "exp"}
+    assert ckpt["distill"] == {"teacher": "teacher.pt", "cls_weight": 1.0}
     assert ckpt["epoch"] == 4
     floats = [v for v in ckpt["state_dict"].values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
