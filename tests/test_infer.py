@@ -93,7 +93,9 @@ def test_folded_shipped_model_same_spikes_and_detections_float64():
     same spikes at every neuron and gives the same detections as the model as trained."""
     model = W.load_model().double()
     folded = copy.deepcopy(model)
-    assert fold_batchnorm(folded) > 50 and unfolded_batchnorms(folded) == []
+    assert fold_batchnorm(folded) > 40
+    left = unfolded_batchnorms(folded)  # with the current readout: each branch's own, folded by the readout at eval
+    assert len(left) == 6 and all(name.endswith(".1.bn") and ".cv" in name for name in left), left
     from ultralytics.utils.nms import non_max_suppression
 
     from detector.io.letterbox import letterbox_tensor
@@ -143,9 +145,11 @@ def test_runtime_table_chosen_by_suffix_and_name():
 
 def test_eager_runtime_is_the_folded_checkpoint_with_its_settings():
     rt = load_runtime("ssdd")
-    assert rt.name == "eager" and unfolded_batchnorms(rt.module) == []
+    assert rt.name == "eager"
+    left = unfolded_batchnorms(rt.module)  # only the current readouts' own, which they fold at eval
+    assert len(left) == 6 and all(name.endswith(".1.bn") and ".cv" in name for name in left), left
     s = rt.settings
-    assert s.names == {0: "ship"} and (s.timesteps, s.levels, s.train_imgsz, s.imgsz()) == (1, 4, 320, 320)
+    assert s.names == {0: "ship"} and (s.timesteps, s.levels, s.train_imgsz, s.imgsz()) == (1, 4, 416, 416)
     assert Path(s.source) == W.DEFAULT_WEIGHTS
     with pytest.raises(ValueError, match="AMP"):
         load_runtime("ssdd", amp=True)

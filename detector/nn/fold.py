@@ -69,5 +69,6 @@ def fold_batchnorm(model: nn.Module) -> int:
 
 
 def unfolded_batchnorms(model: nn.Module) -> list[str]:
-    """Names of the batch norms that ``fold_batchnorm`` left in ``model`` (none for the shipped models)."""
+    """Names of the batch norms that ``fold_batchnorm`` left in ``model`` (with the head's current readout: the
+    readouts' own, which the readout folds itself at eval)."""
     return [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
