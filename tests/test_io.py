@@ -143,7 +143,7 @@ def test_detect_tile_auto_on_a_large_scene(canvas_case, tmp_path):
     from detector.infer import resolve_tile
     from detector.models.settings import settings_of
 
-    settings = settings_of(model)
+    settings = replace(settings_of(model), train_image_size=None)
     assert resolve_tile("auto", settings, 320, canvas.shape) == 320  # no recorded training size: the input size
     settings = replace(settings, train_image_size=500)
     assert resolve_tile("auto", settings, 320, canvas.shape) == 500
