@@ -72,6 +72,13 @@ def assert_same_spikes(a: nn.Module, b: nn.Module, x: torch.Tensor) -> torch.Ten
     return ya
 
 
+def assert_only_readout_batchnorms_left(module: nn.Module) -> None:
+    """Every batch norm folded but the current readouts' own (one per branch: box and class at three levels),
+    which each readout folds itself at eval."""
+    left = unfolded_batchnorms(module)
+    assert len(left) == 6 and all(name.endswith(".1.bn") and ".cv" in name for name in left), left
+
+
 @pytest.mark.parametrize("case", ["binary-lif", "ilif-current-readout"])
 def test_folding_keeps_every_spike_float64(case):
     """Tiny models (binary LIF, T=2; I-LIF D=2 with the head's current readout): folded in float64, every
@@ -94,8 +101,7 @@ def test_folded_shipped_model_same_spikes_and_detections_float64():
     model = W.load_model().double()
     folded = copy.deepcopy(model)
     assert fold_batchnorm(folded) > 40
-    left = unfolded_batchnorms(folded)  # with the current readout: each branch's own, folded by the readout at eval
-    assert len(left) == 6 and all(name.endswith(".1.bn") and ".cv" in name for name in left), left
+    assert_only_readout_batchnorms_left(folded)
     from ultralytics.utils.nms import non_max_suppression
 
     from detector.io.letterbox import letterbox_tensor
@@ -146,8 +152,7 @@ def test_runtime_table_chosen_by_suffix_and_name():
 def test_eager_runtime_is_the_folded_checkpoint_with_its_settings():
     rt = load_runtime("ssdd")
     assert rt.name == "eager"
-    left = unfolded_batchnorms(rt.module)  # only the current readouts' own, which they fold at eval
-    assert len(left) == 6 and all(name.endswith(".1.bn") and ".cv" in name for name in left), left
+    assert_only_readout_batchnorms_left(rt.module)
     s = rt.settings
     assert s.names == {0: "ship"} and (s.timesteps, s.levels, s.train_imgsz, s.imgsz()) == (1, 4, 416, 416)
     assert Path(s.source) == W.DEFAULT_WEIGHTS
