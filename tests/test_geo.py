@@ -352,7 +352,7 @@ def test_unusable_georeferencing_is_reported_and_never_written_as_non_finite(tmp
     feats = {f["properties"]["source"]: f["properties"] for f in fc["features"]}
     assert feats.pop("good.tif")["coordinates"] == "lonlat"
     why = {"nan.tif": "non-finite", "zero.tif": "1 ground control point", "overflow.tif": "overflows",
-           "off_earth.tif": "do not reproject", "epsg65535.tif": "local one", "keys16002.tif": "no CRS",
+           "off_earth.tif": "do not reproject", "epsg65535.tif": "65535 is not an EPSG code", "keys16002.tif": "no CRS",
            "collinear.tif": "not solvable", "rpcs.tif": "only rpcs"}
     assert set(feats) == set(why)
     for name, p in feats.items():

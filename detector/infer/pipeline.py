@@ -20,15 +20,15 @@ from ultralytics.utils import LOGGER
 
 from .. import checks
 from ..io.frames import iter_frames
-from ..io.images import expand_source
-from ..io.scene import scene_shape
+from ..io.images import ImageReadError, expand_source
+from ..io.scene import LAZY_PIXELS, as_array, scene_shape
 from ..io.tiles import check_overlap, check_tiling
 from ..io.writers import OutputFolder, close_writers, describe, make_writers, next_run_folder, write_frame
 from ..models.settings import ModelSettings
 from .options import DETECT, OVERLAP, TILE_BATCH
 from .predict import predict_image
 from .runtime import Runtime, as_runtime, load_runtime
-from .tiled import Progress, predict_tiled
+from .tiled import PlanError, Progress, check_plan, predict_tiled
 
 DEFAULT_OUT = "runs/detect/exp"
 
@@ -109,19 +109,25 @@ def detect(
         LOGGER.warning(f"skipped {path}: {why}")
         summary.skipped.append((str(path), why))
 
-    # large rasters are read window by window when tiled, unless the whole scene is rendered anyway
-    lazy = tile is not None and "image" not in outputs
+    # tiled, large rasters are read window by window (above LAZY_PIXELS when nothing needs the whole
+    # scene; above the whole-image byte limit always: a render then comes from a decimated read)
+    lazy_pixels = LAZY_PIXELS if "image" not in outputs else None
     try:
-        for frame in iter_frames(src, vid_stride, on_skip, lazy=lazy):
+        for frame in iter_frames(src, vid_stride, on_skip, lazy=tile is not None, lazy_pixels=lazy_pixels):
             t0 = time.perf_counter()
             shape = scene_shape(frame.pixels)
             size = resolve_tile(tile, rt.settings, imgsz, shape)
-            if size is None:
-                det = predict_image(rt, frame.pixels, imgsz, conf, iou, max_det).numpy()
-            else:
-                label = f"{frame.source}" + (f" frame {frame.index}" if frame.index is not None else "")
-                det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, conf, iou, max_det, TILE_BATCH,
-                                    Progress(label) if verbose else None, label)
+            label = f"{frame.source}" + (f" frame {frame.index}" if frame.index is not None else "")
+            try:
+                if size is None:
+                    det = predict_image(rt, as_array(frame.pixels), imgsz, conf, iou, max_det).numpy()
+                else:
+                    check_plan(shape, size, overlap, imgsz)  # out of bounds: this scene is skipped, in one line
+                    det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, conf, iou, max_det, TILE_BATCH,
+                                        Progress(label) if verbose else None, label)
+            except (ImageReadError, PlanError) as e:
+                on_skip(frame.source, str(e))
+                continue
             ms = (time.perf_counter() - t0) * 1000
             write_frame(writers, frame, det, on_skip)  # all outputs or none (Ctrl-C), one bad output reported
             summary.detections += len(det)

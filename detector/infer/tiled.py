@@ -45,20 +45,42 @@ EDGE_MARGIN = 2.0  # px: a box edge this close to an interior tile border counts
 MERGE_IOS = 0.6  # intersection over the smaller box at which boxes of two tiles are one object
 
 
+class PlanError(ValueError):
+    """Sliced inference of one scene out of bounds; the message names a setting that fits."""
+
+
+def fitting_tile(shape: tuple[int, ...], tile: int, overlap: float, imgsz: int) -> tuple[int, float] | None:
+    """The smallest tile size (a multiple of 32, at least ``tile``) at an overlap of at most the default
+    that keeps the scene within ``MAX_TILES`` tiles; None when no tile size fits."""
+    o2 = min(overlap, OVERLAP)
+    lo, hi = max(32, -(-tile // 32) * 32, -(-imgsz // (32 * MAX_UPSCALE)) * 32), 100_000 // 32 * 32
+    if tile_count(shape, hi, o2) > MAX_TILES:
+        return None
+    while lo < hi:  # the tile count falls as the tile grows
+        mid = (lo + hi) // 64 * 32
+        if tile_count(shape, mid, o2) <= MAX_TILES:
+            hi = mid
+        else:
+            lo = mid + 32
+    return lo, o2
+
+
 def check_plan(shape: tuple[int, ...], tile: int, overlap: float, imgsz: int) -> int:
-    """The number of tiles for a scene of ``shape``, or a one-line ValueError when the work is out of
+    """The number of tiles for a scene of ``shape``, or a one-line ``PlanError`` when the work is out of
     bounds (module docstring), naming the count and a setting that fits."""
     check_tiling(tile, overlap)
     H, W = int(shape[0]), int(shape[1])
     if imgsz > MAX_UPSCALE * tile:
-        raise ValueError(f"--imgsz {imgsz} would enlarge {tile} px tiles {imgsz / tile:.0f} times (at most "
-                         f"{MAX_UPSCALE}); use --imgsz {max(32, (MAX_UPSCALE * tile) // 32 * 32)} or tiles of at least "
-                         f"{-(-imgsz // MAX_UPSCALE)} px")
+        raise PlanError(f"--imgsz {imgsz} would enlarge {tile} px tiles {imgsz / tile:.0f} times (at most "
+                        f"{MAX_UPSCALE}); use --imgsz {max(32, (MAX_UPSCALE * tile) // 32 * 32)} or tiles of at least "
+                        f"{-(-imgsz // MAX_UPSCALE)} px")
     n = tile_count((H, W), tile, overlap)
     if n > MAX_TILES:
-        t2, o2 = max(tile, imgsz), min(overlap, OVERLAP)
-        raise ValueError(f"tiling {W}x{H} px with {tile} px tiles at overlap {overlap} makes {n:,} tiles (more than "
-                         f"{MAX_TILES:,}); e.g. --tile {t2} --overlap {o2} makes {tile_count((H, W), t2, o2):,}")
+        fit = fitting_tile((H, W), tile, overlap, imgsz)
+        hint = (f"e.g. --tile {fit[0]} --overlap {fit[1]} makes {tile_count((H, W), *fit):,}" if fit else
+                "no tile size fits: split the scene first")
+        raise PlanError(f"tiling {W}x{H} px with {tile} px tiles at overlap {overlap} makes {n:,} tiles (more than "
+                        f"{MAX_TILES:,}); {hint}")
     return n
 
 
