@@ -278,9 +278,9 @@ class Raster:
                 self.ds = DatasetReader(_UnparsedPath(str(self.path)), driver=list(RASTER_DRIVERS), sharing=False)
             except Exception as e:  # noqa: BLE001 - rasterio's RasterioIOError and friends: one line
                 why = str(e).replace(str(self.path), "").replace(f"{self.path.name}:", "")
-                why = " ".join(why.split()).strip(" :'") or type(e).__name__
-                raise RasterRefused(f"{self.given}: not a raster GDAL may read ({why}; formats read: "
-                                    f"{', '.join(RASTER_DRIVERS)})") from None
+                why = " ".join(why.split()).strip(" :'.") or type(e).__name__
+                raise RasterRefused(f"{self.given}: not a raster GDAL may read ({why}); formats read: "
+                                    f"{', '.join(RASTER_DRIVERS)}") from None
         if self.ds.driver not in RASTER_DRIVERS or self.ds.mode != "r":  # belt and braces: what GDAL picked
             self.ds.close()
             raise RasterRefused(f"{self.given}: refused: GDAL read it as {self.ds.driver}, not one of "

@@ -49,7 +49,8 @@ def as_array(pixels: np.ndarray | Scene) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 LAZY_PIXELS = 1 << 26  # tiled scenes above 67 M pixels (8192 x 8192) are read window by window
-STRETCH_SAMPLE_PIXELS = 1 << 22  # pixels of the decimated read the 8-bit stretch of a deeper raster is taken from
+STRETCH_SAMPLE_PIXELS = 1 << 22  # pixels the 8-bit stretch of a deeper raster is taken from
+STRETCH_WINDOW = 256  # ... read as a grid of windows this large when the raster has no overviews
 OVERVIEW_PIXELS = 1 << 26  # a render of a lazy scene is read decimated to at most this many pixels
 
 
@@ -58,10 +59,10 @@ class RasterScene:
     (``detector.io.gdal.open_raster``), so memory is bounded by the window, not the scene (each window
     within ``detector.io.images.MAX_IMAGE_BYTES``). Bands and their order are those of a whole-image read
     (``detector.io.gdal.band_indexes``). A raster that is not 8-bit is stretched to 8 bits with the same
-    function as a whole image (``detector.io.images.apply_stretch``); its range comes from a decimated
-    read of the whole raster (GDAL's overview or nearest-neighbour sampling, about 4 M pixels), the same
-    for every window, where a whole-image read samples every k-th value: the two can differ by a grey
-    level. 8-bit rasters read exactly as whole images do."""
+    function as a whole image (``detector.io.images.apply_stretch``); its range comes from about 4 M
+    pixels of the raster - its overviews (a decimated read), else a grid of 8 x 8 windows of 256 px
+    spread over it (a decimated read without overviews would decode every block) - the same for every
+    window, where a whole-image read samples every k-th value: the two can differ by a few grey levels. 8-bit rasters read exactly as whole images do."""
 
     def __init__(self, path: str | Path):
         from .gdal import band_indexes, open_raster
@@ -83,7 +84,17 @@ class RasterScene:
     def _stretch(self) -> tuple[float, float]:
         from .images import stretch_range
 
-        sample = self._decimated(STRETCH_SAMPLE_PIXELS)
+        H, W = self.shape[:2]
+        if H * W <= STRETCH_SAMPLE_PIXELS or self.ds.overviews(self.bands[0]):
+            sample = self._decimated(STRETCH_SAMPLE_PIXELS)
+        else:  # a grid of windows: a decimated read without overviews would decode every block of the raster
+            from rasterio.windows import Window
+
+            n = int((STRETCH_SAMPLE_PIXELS / STRETCH_WINDOW**2) ** 0.5)
+            h, w = min(STRETCH_WINDOW, H), min(STRETCH_WINDOW, W)
+            parts = [self.raster.read(self.bands, window=Window(int(x), int(y), w, h)).reshape(len(self.bands), -1)
+                     for y in np.linspace(0, H - h, n) for x in np.linspace(0, W - w, n)]
+            sample = np.concatenate(parts, axis=1)
         return stretch_range(np.abs(sample) if np.iscomplexobj(sample) else sample)
 
     def _bgr(self, a: np.ndarray) -> np.ndarray:
@@ -133,3 +144,14 @@ def open_scene(path: str | Path, min_pixels: int | None = LAZY_PIXELS) -> Raster
         scene.close()
         return None
     return scene
+
+
+def read_scene(path: str | Path, tiled: bool, lazy_pixels: int | None = LAZY_PIXELS) -> np.ndarray | RasterScene:
+    """What a tool reads an image as: the whole image (``detector.io.images.read_image``), or - when it
+    will be read tile by tile - a lazy scene for a large raster (``open_scene``), so every tool reads
+    large rasters window by window. Raises ``ImageReadError`` naming the file."""
+    if tiled and (scene := open_scene(path, lazy_pixels)) is not None:
+        return scene
+    from .images import read_image
+
+    return read_image(path)

@@ -252,7 +252,8 @@ class ImageWriter(Writer):
     def write(self, frame, det):
         if frame.index is None:
             path = self.folder.claim(self.planned(frame.source)[0])
-            pixels, det = fit_jpeg(frame.pixels, det, path)
+            pixels, det = fit_jpeg(frame.pixels, det, path) if isinstance(frame.pixels, np.ndarray) else \
+                scene_render(frame.pixels, det, path)
             ok, buf = cv2.imencode(".jpg", render(pixels, det, self.names, str(frame.source)))
             if not ok:
                 raise ValueError(f"OpenCV cannot encode the render of {frame.source} as JPEG")
@@ -430,6 +431,21 @@ def fit_jpeg(pixels: np.ndarray, det: np.ndarray, path: Path) -> tuple[np.ndarra
     LOGGER.warning(f"{path}: the render of a {w}x{h} image is downscaled to {size[0]}x{size[1]} (JPEG holds at most "
                    f"{JPEG_MAX_SIDE} px a side); the detections are in full-size pixels in the other outputs")
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), det
+
+
+def scene_render(scene, det: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The render of a lazy scene (read window by window, never whole): the scene read decimated
+    (``detector.io.scene.OVERVIEW_PIXELS``) with ``det`` scaled to it; a warning says so."""
+    from ultralytics.utils import LOGGER
+
+    H, W = scene.shape[:2]
+    pixels = scene.overview()
+    h, w = pixels.shape[:2]
+    det = np.asarray(det, dtype=np.float32).reshape(-1, 6).copy()
+    det[:, :4] *= np.array([w / W, h / H] * 2, np.float32)
+    LOGGER.warning(f"{path}: the render of the {W}x{H} scene is read decimated to {w}x{h} (the scene is read window "
+                   "by window, never whole); the detections are in full-size pixels in the other outputs")
+    return fit_jpeg(pixels, det, path)
 
 
 def make_writers(names: Iterable[str], folder: OutputFolder, class_names: dict[int, str],

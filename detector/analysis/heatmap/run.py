@@ -24,7 +24,8 @@ from ...infer.options import DETECT
 from ...infer.predict import predict_image
 from ...infer.runtime import load_torch_model
 from ...models.settings import settings_of
-from ...io.images import ImageReadError, expand_source, read_image
+from ...io.images import ImageReadError, expand_source
+from ...io.scene import as_array, read_scene, read_window, scene_shape
 from ...io.letterbox import Letterbox, letterbox_tensor
 from ...io.writers import OutputFolder, next_run_folder
 from .capture import SSSACapture, find_sssa_blocks, select_blocks
@@ -140,9 +141,9 @@ def heatmaps(
     summary = HeatmapSummary(folder.path, skipped=list(src.skipped))
     summary.skipped += [(str(v), "videos are not supported by the heatmap tool") for v in src.videos]
 
-    def load(p: Path, record: bool = True) -> np.ndarray | None:
+    def load(p: Path, record: bool = True, tiled: bool = False):
         try:
-            return read_image(p)
+            return read_scene(p, tiled)  # tiled: a large raster as a lazy scene, read window by window
         except ImageReadError as e:
             if record:
                 summary.skipped.append((str(p), str(e)))
@@ -179,7 +180,7 @@ def heatmaps(
         folder.check_all(folder.path / f"{folder.stem(p)}_heatmap{ext}" for p in paths for ext in (".png", ".npz"))
     folder.prepare()
     for k, p in enumerate(paths, 1):
-        img = load(p)
+        img = load(p, tiled=tile is not None)
         if img is None:
             continue
         for name, part, origin in image_parts(img, folder.stem(p), tile, overlap):
@@ -201,12 +202,13 @@ def heatmaps(
     return summary
 
 
-def image_parts(img: np.ndarray, stem: Path, tile: int | None, overlap: float):
-    """(output name, pixels, tile origin or None) for a whole image, or for each of its tiles."""
+def image_parts(img, stem: Path, tile: int | None, overlap: float):
+    """(output name, pixels, tile origin or None) for a whole image, or for each of its tiles (``img``: an
+    array or a lazy scene, ``detector.io.scene``)."""
     if tile is None:
-        yield str(stem), img, None
+        yield str(stem), as_array(img), None
         return
     from ...io.tiles import tile_grid
 
-    for x0, y0, x1, y1 in tile_grid(img.shape[:2], tile, overlap):
-        yield f"{stem}_{x0}_{y0}", np.ascontiguousarray(img[y0:y1, x0:x1]), (x0, y0)
+    for x0, y0, x1, y1 in tile_grid(scene_shape(img)[:2], tile, overlap):
+        yield f"{stem}_{x0}_{y0}", read_window(img, x0, y0, x1, y1), (x0, y0)
