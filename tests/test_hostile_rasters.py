@@ -455,3 +455,91 @@ def test_gdal_and_proj_messages_go_into_the_warning_not_stderr(tmp_path, capfd, 
     assert geo is not None and "9999" in geo.problem
     lines = [r.getMessage() for r in caplog.records if "odd.tif" in r.getMessage()]
     assert len(lines) == 1 and "(GDAL: PROJ: internal_proj_create_from_database: crs not found: EPSG:9999)" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Map files that GIS tools read right
+# --------------------------------------------------------------------------------------------
+
+
+def utm_geotiff(path: Path, epsg: int, size: int = 64) -> Path:
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8",
+                       crs=f"EPSG:{epsg}", transform=Affine(10, 0, 500_000, 0, -10, 5_000_000)) as ds:
+        ds.write(np.full((1, size, size), 60, np.uint8))
+    return path
+
+
+def test_pixel_boxes_never_go_into_a_map_file(tmp_path, caplog):
+    """One GeoTIFF and one plain JPEG: the JPEG's pixel boxes stay out of the lon/lat file (a GIS reader
+    would put them at latitude 8..40), in a file of their own, with one warning naming the JPEG."""
+    src = tmp_path / "src"
+    src.mkdir()
+    utm_geotiff(src / "geo.tif", 32633)
+    cv2.imwrite(str(src / "photo.jpg"), np.full((64, 64, 3), 90, np.uint8))
+    for mode in ("wgs84", "native"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="detector.io"):
+            s = run_detect(src, tmp_path / mode, outputs=("geojson",), geojson_crs=mode)
+        fc = json.loads((s.out_dir / "detections.geojson").read_text())
+        assert [f["properties"]["source"] for f in fc["features"]] == ["geo.tif"]
+        pixel = json.loads((s.out_dir / "detections.pixels.geojson").read_text())
+        assert [f["properties"]["source"] for f in pixel["features"]] == ["photo.jpg"] and "crs" not in pixel
+        warned = [r.getMessage() for r in caplog.records if "photo.jpg" in r.getMessage()]
+        assert len(warned) == 1 and "detections.pixels.geojson" in warned[0]
+    # a rerun whose inputs are all georeferenced leaves no stale pixel file of the earlier run
+    (src / "photo.jpg").unlink()
+    s = run_detect(src, tmp_path / "wgs84", outputs=("geojson",))
+    assert not (s.out_dir / "detections.pixels.geojson").exists()
+
+
+def test_native_mode_with_several_crss_writes_one_file_per_crs(tmp_path, caplog):
+    pyogrio = pytest.importorskip("pyogrio")
+    from rasterio.crs import CRS
+
+    src = tmp_path / "src"
+    src.mkdir()
+    utm_geotiff(src / "a.tif", 32633)
+    utm_geotiff(src / "b.tif", 32634)
+    utm_geotiff(src / "c.tif", 32633)
+    with caplog.at_level(logging.WARNING, logger="detector.io"):
+        s = run_detect(src, tmp_path / "out", outputs=("geojson",), geojson_crs="native")
+    assert not (s.out_dir / "detections.geojson").exists()
+    for epsg, sources in ((32633, ["a.tif", "c.tif"]), (32634, ["b.tif"])):
+        path = s.out_dir / f"detections.EPSG_{epsg}.geojson"
+        meta, _, _, fields = pyogrio.raw.read(path)
+        assert CRS.from_user_input(meta["crs"]) == CRS.from_epsg(epsg)  # GDAL reads each file's own CRS
+        assert sorted(fields[list(meta["fields"]).index("source")]) == sources
+    assert any("2 CRSs" in r.getMessage() for r in caplog.records)
+
+
+def test_a_box_round_a_pole_is_one_valid_polygon(tmp_path):
+    """A polar stereographic scene whose box contains the North Pole: one counter-clockwise polygon from
+    -180 to 180 closed along latitude 90 (the pole inside), not two slivers that leave it out."""
+    from affine import Affine
+
+    src = tmp_path / "src"
+    src.mkdir()
+    with rasterio.open(src / "arctic.tif", "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8",
+                       crs="EPSG:3413", transform=Affine(1000, 0, -32_000, 0, -1000, 32_000)) as ds:
+        ds.write(np.full((1, 64, 64), 60, np.uint8))
+    s = run_detect(src, tmp_path / "out", outputs=("geojson",))  # the box: pixels 8..40, the pole at 32, 32
+    fc = json.loads((s.out_dir / "detections.geojson").read_text())
+    (feat,) = fc["features"]
+    assert feat["geometry"]["type"] == "Polygon"
+    ring = np.array(feat["geometry"]["coordinates"][0])
+    assert ring[0].tolist() == ring[-1].tolist()
+    x, y = ring[:-1, 0], ring[:-1, 1]
+    assert (x * np.roll(y, -1) - np.roll(x, -1) * y).sum() > 0  # counter-clockwise
+    assert x.min() == -180 and x.max() == 180 and y.max() == 90 and y.min() > 89
+    assert [180.0, 90.0] in ring.tolist() and [-180.0, 90.0] in ring.tolist()
+
+    def inside(px, py):  # even-odd rule
+        hit = False
+        for (x1, y1), (x2, y2) in zip(ring[:-1], ring[1:]):
+            if (y1 > py) != (y2 > py) and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
+                hit = not hit
+        return hit
+
+    assert inside(0.0, 89.999) and inside(135.0, 89.999) and not inside(0.0, y.min() - 0.01)

@@ -36,7 +36,7 @@ import numpy as np
 from ..checks import inside
 from ..files import atomic_write_bytes, atomic_write_text, interrupts_held, remove_leftovers, writing
 from .frames import Frame
-from .geojson import GeoJsonCollection
+from .geojson import PIXEL_FILE, GeoJsonCollection
 
 MANIFEST = ".snnvit-outputs"
 
@@ -145,6 +145,10 @@ class OutputFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         # an edited manifest cannot point the clean-up elsewhere
         remove_leftovers(p for rel in self._ours if inside((p := self.path / rel).parent, self.path))
+
+    def own_files(self, pattern: str) -> list[Path]:
+        """The files matching ``pattern`` at the folder's top that the manifest lists (this tool wrote them)."""
+        return [p for p in self.path.glob(pattern) if p.is_file() and p.relative_to(self.path).as_posix() in self._ours]
 
     def set_aside(self, path: Path, tag: str = "interrupted") -> Path:
         """Rename ``path`` (a result a killed run left) to a free ``STEM.TAG[-k]SUFFIX`` and record it."""
@@ -376,11 +380,26 @@ class GeoJsonWriter(_JsonLinesWriter):
         super().__init__(folder, names)
         self.collection = GeoJsonCollection(names, crs)
 
+    def planned(self, source):
+        return super().planned(source) + [self.folder.path / PIXEL_FILE]
+
     def frame_records(self, frame, det):
         return self.collection.features(frame.geo, det, self.file_name(frame), frame.index)
 
-    def final_text(self):
-        return self.collection.text(self.records)
+    def close(self):
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+        files = self.collection.files(self.records)
+        for old in self.folder.own_files("detections.*.geojson"):  # an earlier run's per-CRS or pixel file
+            if old.name not in files:
+                old.unlink()
+        for name, text in files.items():
+            path = self.folder.claim(self.folder.path / name)
+            atomic_write_text(path, text)
+            self.files.append(path)
+        if log is not None:  # only this run's own line file, once its final files are written
+            (self.folder.path / self.log_name).unlink(missing_ok=True)
 
 
 WRITERS: dict[str, type[Writer]] = {w.name: w for w in (ImageWriter, TxtWriter, CocoJsonWriter, GeoJsonWriter)}
