@@ -543,3 +543,70 @@ def test_a_box_round_a_pole_is_one_valid_polygon(tmp_path):
         return hit
 
     assert inside(0.0, 89.999) and inside(135.0, 89.999) and not inside(0.0, y.min() - 0.01)
+
+
+# --------------------------------------------------------------------------------------------
+# Nothing outside --out; two runs into one folder
+# --------------------------------------------------------------------------------------------
+
+
+def tree(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")
+            if skip not in p.parents and p != skip}
+
+
+def test_nothing_is_written_outside_out(tmp_path, monkeypatch):
+    """GDAL reads georeferenced inputs with their sidecars (PAM on): the source folder, the working folder
+    and everything else beside --out stay exactly as they were."""
+    src = tmp_path / "src"
+    src.mkdir()
+    utm_geotiff(src / "geo.tif", 32633)
+    (src / "geo.tif.aux.xml").write_text("<PAMDataset><Metadata><MDI key='a'>1</MDI></Metadata></PAMDataset>")
+    cv2.imwrite(str(src / "photo.jpg"), np.full((64, 64, 3), 90, np.uint8))
+    (src / "photo.jgw").write_text("10\n0\n0\n-10\n500005\n4999995\n")
+    plain_png(src / "plain.png")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = tmp_path / "out"
+    before = tree(tmp_path, out)
+    run_detect(src, out, outputs=("image", "txt", "json", "geojson"))
+    run_detect(src, out, outputs=("json",), tile=32)
+    assert tree(tmp_path, out) == before
+
+
+def test_links_in_the_output_folder_never_lead_writes_out_of_it(tmp_path):
+    src = tmp_path / "src"
+    plain_png(src / "plain.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "labels").symlink_to(elsewhere, target_is_directory=True)
+    (out / ".snnvit-outputs").write_text("labels/plain.txt\n")  # an edited manifest claims the file
+    with pytest.raises(ValueError, match="link leading out of"):
+        run_detect(src, out, outputs=("txt",))
+    assert list(elsewhere.iterdir()) == []
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    (out2 / ".snnvit-outputs").symlink_to(elsewhere / "manifest")
+    with pytest.raises(ValueError, match="not a regular file"):
+        run_detect(src, out2, outputs=("json",))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
+    """Two runs into one folder would set aside (rename) each other's live line files and overwrite each
+    other's final files: while one runs, the other is refused in one line; afterwards it runs."""
+    from detector.io.writers import OutputFolder
+
+    src = tmp_path / "src"
+    plain_png(src / "plain.png")
+    out = tmp_path / "out"
+    first = OutputFolder(out, [src / "plain.png"], src)
+    first.prepare()  # a run holding the folder
+    with pytest.raises(ValueError, match="in use by another run"):
+        run_detect(src, out)
+    assert sorted(p.name for p in out.iterdir()) == [".snnvit-outputs"]  # nothing of the refused run
+    first.release()
+    assert run_detect(src, out).images == 1

@@ -142,7 +142,10 @@ def detect(
             else:
                 summary.frames += 1
     finally:
-        close_writers(writers)
+        try:
+            close_writers(writers)
+        finally:
+            folder.release()
         for w in writers:
             summary.files += w.files
             if w.name == "json":

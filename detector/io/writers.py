@@ -72,6 +72,10 @@ class OutputFolder:
                                  "images would mix with (or replace) the inputs; choose an output folder elsewhere")
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"output {self.path} exists and is not a folder")
+        m = self.path / MANIFEST
+        if m.is_symlink() or (m.exists() and not m.is_file()):  # appending to it would write elsewhere, or block
+            raise ValueError(f"{m} is not a regular file (a link or a FIFO?): choose another --out folder")
+        self._lock_file = None
         self._input_set = {p.resolve() for p in self.inputs}
         self._ours = self._read_manifest()
         self.stems = self._plan_stems()
@@ -120,6 +124,11 @@ class OutputFolder:
         rel = path.relative_to(self.path).as_posix()
         if path.resolve() in self._input_set:
             raise ValueError(f"refusing to write {path}: it is one of the inputs")
+        parent = path.parent
+        while not parent.exists() and parent != self.path:
+            parent = parent.parent
+        if not inside(parent, self.path) or path.is_symlink():  # a link in the folder must not lead outside it
+            raise ValueError(f"refusing to write {path}: it is, or lies below, a link leading out of {self.path}")
         if path.exists() and rel not in self._ours:
             raise ValueError(f"refusing to overwrite {path}: the file was not written by this tool (not in "
                              f"{self.path / MANIFEST}); choose another --out folder")
@@ -141,10 +150,33 @@ class OutputFolder:
         return path
 
     def prepare(self) -> None:
-        """Create the folder; remove the temporary files a killed run left beside outputs it wrote."""
+        """Create the folder and hold it for this run (a second run into it, while this one runs, is refused
+        in one line: two runs would write one another's line files and final files); remove the temporary
+        files a killed run left beside outputs it wrote."""
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
         # an edited manifest cannot point the clean-up elsewhere
         remove_leftovers(p for rel in self._ours if inside((p := self.path / rel).parent, self.path))
+
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return
+        f = open(self.path / MANIFEST, "a", encoding="utf-8")  # the manifest itself is the lock (flock: released on exit)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise ValueError(f"output folder {self.path} is in use by another run: wait for it to finish or choose "
+                             "another --out") from None
+        self._lock_file = f
+
+    def release(self) -> None:
+        """End this run's hold on the folder (``prepare``)."""
+        f, self._lock_file = self._lock_file, None
+        if f is not None:
+            f.close()
 
     def own_files(self, pattern: str) -> list[Path]:
         """The files matching ``pattern`` at the folder's top that the manifest lists (this tool wrote them)."""

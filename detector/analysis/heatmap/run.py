@@ -179,22 +179,25 @@ def heatmaps(
     if tile is None:
         folder.check_all(folder.path / f"{folder.stem(p)}_heatmap{ext}" for p in paths for ext in (".png", ".npz"))
     folder.prepare()
-    for k, p in enumerate(paths, 1):
-        img = load(p, tiled=tile is not None)
-        if img is None:
-            continue
-        for name, part, origin in image_parts(img, folder.stem(p), tile, overlap):
-            res = heatmap_image(model, part, imgsz, conf, iou, max_det, blocks, interp,
-                                str(p) + (f" tile at {origin}" if origin else ""), label)
-            panel = folder.claim(folder.path / f"{name}_heatmap.png")
-            summary.panels.append(render_panel(res, panel, timesteps, dpi, interp))
-            if save_raw:
-                summary.npz.append(save_npz(res, folder.claim(folder.path / f"{name}_heatmap.npz")))
-            if keep:
-                summary.results.append(res)
-            if verbose:
-                print(f"image {k}/{len(paths)} {p}{f' tile {origin}' if origin else ''}: {len(res.detections)} "
-                      f"detection(s), {len(res.blocks)} SSSA block(s) -> {res.panel}")
+    try:
+        for k, p in enumerate(paths, 1):
+            img = load(p, tiled=tile is not None)
+            if img is None:
+                continue
+            for name, part, origin in image_parts(img, folder.stem(p), tile, overlap):
+                res = heatmap_image(model, part, imgsz, conf, iou, max_det, blocks, interp,
+                                    str(p) + (f" tile at {origin}" if origin else ""), label)
+                panel = folder.claim(folder.path / f"{name}_heatmap.png")
+                summary.panels.append(render_panel(res, panel, timesteps, dpi, interp))
+                if save_raw:
+                    summary.npz.append(save_npz(res, folder.claim(folder.path / f"{name}_heatmap.npz")))
+                if keep:
+                    summary.results.append(res)
+                if verbose:
+                    print(f"image {k}/{len(paths)} {p}{f' tile {origin}' if origin else ''}: {len(res.detections)} "
+                          f"detection(s), {len(res.blocks)} SSSA block(s) -> {res.panel}")
+    finally:
+        folder.release()
     for f, why in summary.skipped:
         LOGGER.warning(f"skipped {f}: {why}")
     if verbose:
