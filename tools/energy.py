@@ -68,8 +68,6 @@ def main(argv=None) -> int:
         return _bootstrap.list_weights()
     if not (a.source or a.data):
         ap.error("one of the arguments --source --data is required")
-    if a.imgsz is not None and (a.imgsz <= 0 or a.imgsz % 32):
-        ap.error(f"--imgsz must be a positive multiple of 32, got {a.imgsz}")
     if a.max_images is not None and a.max_images < 1:
         ap.error("--max-images must be >= 1")
     if a.batch < 1:
@@ -78,6 +76,8 @@ def main(argv=None) -> int:
 
     from detector import checks
 
+    if a.imgsz is not None:
+        checks.imgsz(a.imgsz)  # the one size check, before the model loads
     outs = [(flag, path) for flag, path in (("--json", a.json), ("--csv", a.csv), ("--plot", a.plot)) if path]
     for flag, path in outs:  # before the measurement, not after it
         checks.output_file(path, flag)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     model, desc, untrained = load(a)
     from detector.models.settings import settings_of
 
-    a.imgsz = a.imgsz or settings_of(model).imgsz(fallback=512)
+    a.imgsz = checks.image_size(a.imgsz, settings_of(model).imgsz(fallback=512))
     from detector.devices import resolve_device
 
     model.to(resolve_device(a.device).torch)

@@ -266,8 +266,11 @@ def train(
     default 100 for a new run; ``imgsz`` / ``batch``, default 640 / 16 for a new run, override the
     checkpoint's when given). Returns the finished trainer (``trainer.save_dir``, ``trainer.best``,
     ``trainer.metrics``)."""
+    from .. import checks
     from ..devices import resolve_device
 
+    if imgsz is not None:
+        checks.imgsz(imgsz)  # the one size check: Ultralytics would round --imgsz 100 up to 128 and train on
     if distill and "," in str(device):
         raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
     device = resolve_device(device, multi=True).ultralytics  # Ultralytics' spelling: "cpu", "0", "0,1" (DDP)
@@ -297,5 +300,11 @@ def train(
                     imgsz=640 if imgsz is None else imgsz, batch=16 if batch is None else batch, device=device,
                     amp=bool(amp), project=str(Path(project).resolve()), name=name, **overrides)
     trainer = SNNTrainer(overrides=args, distill=distill)  # writes model.yaml into the run folder once the model is built
-    trainer.train()
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        last = Path(trainer.last)
+        kept = (f"{last} holds the last finished epoch: --resume {last} continues the run" if last.is_file() else
+                f"no epoch finished, no checkpoint in {trainer.save_dir}")
+        raise KeyboardInterrupt(kept) from None
     return trainer

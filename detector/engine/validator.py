@@ -214,7 +214,7 @@ def evaluate(
         rt = load_runtime(weights, dev, spec.name)
         model = rt.module if spec.name == "eager" else rt.as_module()
     check_class_names(model.names, ds["names"], class_map, weights or "the model", data)
-    imgsz = imgsz or settings_of(model).imgsz()
+    imgsz = checks.image_size(imgsz, settings_of(model).imgsz())
     args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf,
                 iou=iou, device=dev.ultralytics, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
                 save_json=False, verbose=True)

@@ -95,7 +95,7 @@ def detect(
     src = expand_source(source)
     folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)
     rt = as_runtime(model) if model is not None else load_runtime(weights, device, runtime)
-    imgsz = rt.settings.check_imgsz(checks.imgsz(imgsz or rt.settings.imgsz()))
+    imgsz = rt.settings.check_imgsz(checks.image_size(imgsz, rt.settings.imgsz()))
     names = dict(rt.settings.names)
     writers = make_writers(outputs, folder, names, {"geojson": {"crs": geojson_crs}})
     folder.check_all(p for s in src.images for w in writers for p in w.planned(s))  # before any work
@@ -141,6 +141,9 @@ def detect(
                           f"{describe(det, names)} ({ms:.1f} ms{tiles})")
             else:
                 summary.frames += 1
+    except KeyboardInterrupt:
+        done = f"{summary.images} image(s)" + (f" and {summary.frames} video frame(s)" if summary.frames else "")
+        raise KeyboardInterrupt(f"{done} done; their outputs are written whole in {folder.path}") from None
     finally:
         try:
             close_writers(writers)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from ultralytics.utils.nms import non_max_suppression
 
+from .. import checks
 from ..io.letterbox import Letterbox
 from .options import DETECT
 from .runtime import Runtime, as_runtime
@@ -41,5 +42,5 @@ def predict_image(model: Runtime | nn.Module, img_bgr: np.ndarray, imgsz: int | 
     """Detections (N, 6) = x1, y1, x2, y2, score, class in original image pixels. ``imgsz``: the model's
     own size (``ModelSettings.imgsz``) when None."""
     rt = as_runtime(model)
-    imgsz = rt.settings.check_imgsz(imgsz or rt.settings.imgsz())
+    imgsz = rt.settings.check_imgsz(checks.image_size(imgsz, rt.settings.imgsz()))
     return predict_batch(rt, [img_bgr], imgsz, conf, iou, max_det)[0]

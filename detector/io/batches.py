@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 
 from .images import ImageReadError, expand_source, is_image, read_image

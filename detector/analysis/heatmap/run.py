@@ -163,7 +163,7 @@ def heatmaps(
         auto_label = "model"
     label = label or auto_label
     summary.label = label
-    imgsz = checks.imgsz(imgsz or settings_of(model).imgsz())  # the weights' training size; 640 for an untrained model
+    imgsz = checks.image_size(imgsz, settings_of(model).imgsz())  # the weights' training size; 640 for an untrained model
     # fail on a bad --blocks / --timesteps before any image is processed
     found = find_sssa_blocks(model)
     if not found:
@@ -196,6 +196,8 @@ def heatmaps(
                 if verbose:
                     print(f"image {k}/{len(paths)} {p}{f' tile {origin}' if origin else ''}: {len(res.detections)} "
                           f"detection(s), {len(res.blocks)} SSSA block(s) -> {res.panel}")
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{len(summary.panels)} panel(s) written whole in {folder.path}") from None
     finally:
         folder.release()
     for f, why in summary.skipped:
