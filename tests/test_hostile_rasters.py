@@ -598,7 +598,7 @@ def test_links_in_the_output_folder_never_lead_writes_out_of_it(tmp_path):
 def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
     """Two runs into one folder would set aside (rename) each other's live line files and overwrite each
     other's final files: while one runs, the other is refused in one line; afterwards it runs."""
-    from detector.io.writers import OutputFolder
+    from detector.io.outputs import OutputFolder
 
     src = tmp_path / "src"
     plain_png(src / "plain.png")

@@ -23,7 +23,8 @@ from ..io.frames import iter_frames
 from ..io.images import ImageReadError, expand_source
 from ..io.scene import LAZY_PIXELS, as_array, scene_shape
 from ..io.tiles import check_overlap, check_tiling
-from ..io.writers import OutputFolder, close_writers, describe, make_writers, next_run_folder, write_frame
+from ..io.outputs import OutputFolder, next_run_folder
+from ..io.writers import close_writers, describe, make_writers, write_frame
 from ..models.settings import ModelSettings
 from .options import DETECT, OVERLAP, TILE_BATCH
 from .predict import predict_image

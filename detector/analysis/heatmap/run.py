@@ -27,7 +27,7 @@ from ...models.settings import settings_of
 from ...io.images import ImageReadError, expand_source
 from ...io.scene import as_array, read_scene, read_window, scene_shape
 from ...io.letterbox import Letterbox, letterbox_tensor
-from ...io.writers import OutputFolder, next_run_folder
+from ...io.outputs import OutputFolder, next_run_folder
 from .capture import SSSACapture, find_sssa_blocks, select_blocks
 from .panel import INTERPOLATIONS, HeatmapResult, block_maps, check_dpi, check_timesteps, render_panel, save_npz
 
