@@ -217,7 +217,7 @@ def test_a_new_shipped_model_is_one_registry_entry(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="shipped model 'gone'"):
         W.resolve_weights("gone")
     (tmp_path / "models.yaml").write_text("models: [1, 2", encoding="utf-8")
-    with pytest.raises(ValueError, match="registry .*models.yaml is unreadable"):
+    with pytest.raises(ValueError, match="registry .*models.yaml"):
         W.resolve_weights("tiny")
 
 

@@ -109,9 +109,15 @@ class RasterScene:
 
         from .images import check_image_bytes
 
-        check_image_bytes(f"{self.path} (window {x1 - x0}x{y1 - y0} px at x={x0}, y={y0})", x1 - x0, y1 - y0,
-                          len(self.bands), self.itemsize)
-        return self._bgr(self.raster.read(self.bands, window=Window(x0, y0, x1 - x0, y1 - y0)))  # (bands, h, w)
+        from .images import ImageReadError
+
+        where = f"{self.path} (window {x1 - x0}x{y1 - y0} px at x={x0}, y={y0})"
+        check_image_bytes(where, x1 - x0, y1 - y0, len(self.bands), self.itemsize)
+        try:
+            a = self.raster.read(self.bands, window=Window(x0, y0, x1 - x0, y1 - y0))  # (bands, h, w)
+        except Exception as e:  # noqa: BLE001 - a corrupt block: this scene is skipped, the folder goes on
+            raise ImageReadError(f"{where}: cannot be decoded ({' '.join(str(e).split())[:200]})") from None
+        return self._bgr(a)
 
     def overview(self, max_pixels: int = OVERVIEW_PIXELS) -> np.ndarray:
         """The whole scene as BGR uint8, decimated to at most ``max_pixels`` (for a render)."""
