@@ -189,9 +189,10 @@ def test_killed_worker_is_retried_without_duplicates(env, tmp_path):
     src.mkdir()
     a = geotiff(src / "big.tif", 7, h=230, w=260)
     marker.unlink()  # armed: the first worker to start a tiles task dies
+    before = set(client.scheduler_info()["workers"])
     log: list[str] = []
     s = survey(src, tmp_path / "out", opts(weights), client=client, log=quiet(log))
-    assert marker.exists(), "no worker died: the fault was not exercised"
+    assert marker.exists() and set(client.scheduler_info()["workers"]) != before, "no worker died"
     assert (s.done, s.failed) == (1, 0), "\n".join(log)
     got, want = rows(tmp_path / "out/scenes/big.tif.parquet"), expected(weights, a)
     assert len(want) > 0 and got.shape == want.shape and np.allclose(got, want, atol=1e-3)
@@ -271,3 +272,58 @@ def test_bad_options_and_outputs_are_one_line_errors(tmp_path):
     r = subprocess.run([sys.executable, "tools/survey.py", "--source", str(src), "--out", str(tmp_path / "p"),
                         "--workers", "0"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip() == "error: workers must be an integer in 1..4096, got 0"
+
+
+def test_detect_and_training_never_import_the_survey_stack(tmp_path):
+    """In a fresh process: the detection loop (on a plain image, through tools/detect.py's module) and the
+    trainer load neither Dask nor pyarrow, shapely, pystac (nor GDAL, as tests/test_geo.py checks)."""
+    import cv2
+
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), np.full((40, 50, 3), 9, np.uint8))
+    code = ("import sys; sys.path.insert(0, 'tools'); import detect, detector.engine.trainer; "
+            "from detector.infer import detect as run; "
+            f"run({str(png)!r}, out={str(tmp_path / 'o')!r}, outputs=['json'], verbose=False); "
+            "print(sorted(m for m in ('dask', 'distributed', 'pyarrow', 'shapely', 'pystac', 'geopandas', 'rasterio') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[]", r.stderr[-2000:]
+
+
+def test_catalog_sources_stay_local(tmp_path):
+    """A STAC Catalog is walked through its local links only; a link to a URL or out of the catalog's
+    folder is refused in one line, never followed. Text lists and folders give the same scene records."""
+    from detector.survey.catalog import catalog
+
+    d = tmp_path / "cat"
+    (d / "items").mkdir(parents=True)
+    geotiff(d / "items" / "a.tif", 1)
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "a", "properties": {"datetime": "2024-01-01T00:00:00Z"},
+            "geometry": None, "assets": {"vv": {"href": "./a.tif", "roles": ["data"]}},
+            "links": [{"rel": "self", "href": "./a.json"}]}
+    (d / "items" / "a.json").write_text(json.dumps(item))
+
+    def cat(links):
+        c = {"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d",
+             "links": [{"rel": "item", "href": h, "type": "application/json"} for h in links]}
+        (d / "catalog.json").write_text(json.dumps(c))
+        return d / "catalog.json"
+
+    scenes, skipped, folders = catalog(cat(["./items/a.json"]))
+    assert [(s.id, Path(s.path).name, s.name) for s in scenes] == [("a/vv", "a.tif", "a__vv")] and skipped == []
+    assert scenes[0].size == (d / "items" / "a.tif").stat().st_size and folders == [d.resolve()]
+    (tmp_path / "outside.json").write_text(json.dumps(item))
+    for link, why in (("https://example.com/i.json", "not a local file"), ("../outside.json", "lies outside")):
+        with pytest.raises(ValueError, match=why) as e:
+            catalog(cat([link]))
+        assert "\n" not in str(e.value)
+    (tmp_path / "list.txt").write_text(f"# scenes\n{d / 'items' / 'a.tif'}\ncat/items/a.json\nmissing.tif\n"
+                                       "s3://bucket/x.tif\n")
+    scenes, skipped, _ = catalog(tmp_path / "list.txt")
+    assert [s.id for s in scenes] == ["a.tif"]
+    assert [why.split(" (")[0] for _, why in skipped] == ["not an image", "not found", "not a local file"]
+    scenes, skipped, _ = catalog(d)
+    assert [s.id for s in scenes] == ["a.tif"] and sorted(Path(p).name for p, _ in skipped) == ["a.json", "catalog.json"]
+    (d / "x.json").write_text("[1, 2")
+    with pytest.raises(ValueError, match="x.json: cannot read it as STAC"):
+        catalog(d / "x.json")

@@ -113,20 +113,26 @@ class _LocalStacIO:
         import pystac
 
         class LocalStacIO(pystac.StacIO):
+            refused: list[str] = []  # why links were refused (pystac rewords the errors it catches)
+
             def read_text(self, source, *args, **kwargs) -> str:
                 href = str(source)
                 parsed = urlparse(href)
-                if parsed.scheme not in ("", "file") or parsed.netloc:
-                    raise ValueError(f"STAC link {href} is not a local file (survey never fetches)")
                 p = Path(unquote(parsed.path) if parsed.scheme else href).resolve()
-                if root not in p.parents:
-                    raise ValueError(f"STAC link {href} lies outside {root}")
-                return _read_json_text(p)
+                if parsed.scheme not in ("", "file") or parsed.netloc:
+                    self.refused.append(f"STAC link {href} is not a local file (survey never fetches)")
+                elif root not in p.parents:
+                    self.refused.append(f"STAC link {href} lies outside {root}")
+                else:
+                    return _read_json_text(p)
+                raise ValueError(self.refused[-1])
 
             def write_text(self, dest, txt, *args, **kwargs) -> None:
                 raise ValueError("survey never writes STAC files")
 
-        return LocalStacIO()
+        io = LocalStacIO()
+        io.refused = []
+        return io
 
 
 def _read_json_text(p: Path) -> str:
@@ -154,6 +160,8 @@ def _stac(path: Path, asset: str | None) -> tuple[list[tuple[str, Path]], list[t
         else:
             raise ValueError("not a STAC ItemCollection, Catalog, Collection or Item")
     except (ValueError, KeyError, TypeError, AttributeError, pystac.STACError) as e:
+        if io.refused:
+            raise ValueError(f"{path}: {io.refused[0]}") from e
         raise ValueError(f"{path}: cannot read it as STAC ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
     found, skipped = [], []
     for item in items:

@@ -50,6 +50,7 @@ class SurveySummary:
     pending: int = 0  # not run (interrupted)
     detections: int = 0  # in the scenes run now
     tiles: int = 0
+    seconds: float = 0.0  # from the first task sent to the last result in (cluster start-up not included)
     files: list[Path] = field(default_factory=list)
     not_scenes: list[tuple[str, str]] = field(default_factory=list)  # catalog entries that are not scenes
     merged: Path | None = None
@@ -73,12 +74,13 @@ class Progress:
         self.scenes, self.out, self.every = scenes, out, every
         self.t0 = self.last = time.perf_counter()
         self.done = self.failed = self.tiles_done = self.tiles_known = self.opened = 0
+        self.said = (-1, -1)
 
     def report(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if not force and now - self.last < self.every:
+        if (not force and now - self.last < self.every) or self.said == (self.done + self.failed, self.tiles_done):
             return
-        self.last = now
+        self.last, self.said = now, (self.done + self.failed, self.tiles_done)
         spent = now - self.t0
         per_scene = self.tiles_known / self.opened if self.opened else 0.0
         left_tiles = self.tiles_known - self.tiles_done + (self.scenes - self.opened) * per_scene
@@ -166,7 +168,8 @@ def survey(source: str | Path, out: str | Path, opts: SurveyOptions | None = Non
                        and r["scene"] in {s.id for s in scenes})
         summary.merged = merge_scenes(out, files)
     summary.pending = sum(r["status"] == "pending" for r in manifest.rows.values())
-    log(f"survey: {summary.done} scene(s) run ({summary.detections} detection(s), {summary.tiles} tile(s)), "
+    rate = f" in {summary.seconds:.1f} s ({summary.tiles / summary.seconds:.2f} tiles/s)" if summary.seconds else ""
+    log(f"survey: {summary.done} scene(s) run ({summary.detections} detection(s), {summary.tiles} tile(s){rate}), "
         f"{summary.skipped} skipped, {summary.failed} failed, {summary.pending} pending -> {out / MANIFEST}")
     return summary
 
@@ -180,8 +183,8 @@ def _run(client: Any, todo: list[SceneRef], opts: SurveyOptions, out: Path, mani
 
     link = getattr(client, "dashboard_link", None)
     n_workers = len(client.scheduler_info().get("workers", {}))
-    log(f"dask: {n_workers} worker(s) at {client.scheduler.address}" + (f"; dashboard {link}" if link and
-                                                                      importlib.util.find_spec("bokeh") else ""))
+    dash = f"dashboard {link}" if link and importlib.util.find_spec("bokeh") else "no dashboard (bokeh not installed)"
+    log(f"dask: {n_workers} worker(s) at {client.scheduler.address}; {dash}")
     resources = opts.resource_dict() or None
     run_id = uuid.uuid4().hex[:8]
     flight: dict[str, _InFlight] = {}
@@ -279,3 +282,4 @@ def _run(client: Any, todo: list[SceneRef], opts: SurveyOptions, out: Path, mani
         client.cancel([f for _, f in owner.values()])
         manifest.save()
         progress.report(force=True)
+        summary.seconds = time.perf_counter() - progress.t0
