@@ -136,11 +136,13 @@ def output_path(out: Path, scene: SceneRef, kind: str) -> Path:
     return out / MAP_DIR / f"{scene.name}.parquet" if kind == "map" else out / PIXEL_DIR / f"{scene.name}.pixels.parquet"
 
 
-def merge_scenes(out: Path, files: list[Path]) -> Path:
+def merge_scenes(out: Path, files: list[Path]) -> Path | None:
     """``detections.parquet``: the rows of the scene files ``files``, streamed into one GeoParquet file
-    (bbox and geometry types the union of theirs)."""
+    (bbox and geometry types the union of theirs); None without files."""
     import pyarrow.parquet as pq
 
+    if not files:
+        return None
     dest = out / MERGED
     if dest.exists() and not ours(dest):
         raise FileExistsError(f"{dest} exists and was not written by a survey; not replaced")
@@ -153,9 +155,7 @@ def merge_scenes(out: Path, files: list[Path]) -> Path:
             boxes.append(col["bbox"])
     b = np.array(boxes).reshape(-1, 4)
     bbox = [float(v) for v in (*b[:, :2].min(0), *b[:, 2:].max(0))] if len(b) else None
-    first = pq.read_schema(files[0]) if files else None
-    if first is None:
-        return dest
+    first = pq.read_schema(files[0])
     meta = {b"geo": json.dumps(geo_metadata(sorted(types), bbox)).encode(),
             KEY: json.dumps({"merged": [f.name for f in files]}).encode()}
     schema = first.with_metadata(meta)

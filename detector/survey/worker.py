@@ -72,7 +72,7 @@ def _runtime(opts: SurveyOptions):
 
 def open_pixels(scene: SceneRef, split_pixels: int):
     """(pixels, georeferencing) of a scene: a lazy scene when it has more than ``split_pixels`` pixels and
-    GDAL reads it, else the whole image; the last one opened is kept for the next call. Raises
+    GDAL reads it (the last one opened is kept for the next call), else the whole image. Raises
     ``ImageReadError`` naming the file."""
     from ..io.geo import read_georeference
     from ..io.images import ImageReadError, load_image
@@ -94,7 +94,8 @@ def open_pixels(scene: SceneRef, split_pixels: int):
     else:
         im = load_image(scene.path)
         pixels, geo = im.pixels, im.geo
-    _CACHE["scene"] = (key, pixels, geo)
+    if lazy is not None:  # kept for the next tiles task of this scene (an array read whole is not)
+        _CACHE["scene"] = (key, pixels, geo)
     return pixels, geo
 
 
