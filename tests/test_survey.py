@@ -43,8 +43,8 @@ SIZE, CONF = 64, 0.001  # tiles of 64 px at 64 px input; the untrained model sco
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """(tiny weights, a 2-worker cluster's client, the fault marker). The workers inherit the fault switch;
-    the marker file existing keeps it disarmed."""
+    """(tiny weights, a 2-worker cluster's client, the fault files). The workers inherit the fault switches
+    (detector/survey/worker.py): the exit marker existing and the raise file empty keep them disarmed."""
     from distributed import Client, LocalCluster
 
     d = tmp_path_factory.mktemp("survey")
@@ -52,12 +52,14 @@ def env(tmp_path_factory):
     weights = W.save_checkpoint(d / "tiny.pt", SNNViTYOLO(TINY, verbose=False))
     marker = d / "fault-marker"
     marker.touch()
+    raising = d / "fault-raise"
+    raising.touch()
     old = os.environ.get(FAULT_ENV)
-    os.environ[FAULT_ENV] = f"exit-once:{marker}"
+    os.environ[FAULT_ENV] = f"exit-once:{marker};raise:{raising}"
     try:
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None) as cluster, Client(cluster) as client:
-            yield weights, client, marker
+            yield weights, client, marker, raising
     finally:
         os.environ.pop(FAULT_ENV) if old is None else os.environ.__setitem__(FAULT_ENV, old)
 
@@ -114,7 +116,7 @@ def quiet(lines: list[str]):
 
 
 def test_geoparquet_resume_added_and_modified_scenes(env, tmp_path):
-    weights, client, _ = env
+    weights, client, *_ = env
     src = tmp_path / "archive"
     src.mkdir()
     a, b = geotiff(src / "a.tif", 1), geotiff(src / "b.tif", 2, lon=179.99)  # b crosses the antimeridian
@@ -184,7 +186,7 @@ def test_geoparquet_resume_added_and_modified_scenes(env, tmp_path):
 
 
 def test_killed_worker_is_retried_without_duplicates(env, tmp_path):
-    weights, client, marker = env
+    weights, client, marker, _ = env
     src = tmp_path / "s"
     src.mkdir()
     a = geotiff(src / "big.tif", 7, h=230, w=260)
@@ -198,8 +200,25 @@ def test_killed_worker_is_retried_without_duplicates(env, tmp_path):
     assert len(want) > 0 and got.shape == want.shape and np.allclose(got, want, atol=1e-3)
 
 
+def test_a_task_that_keeps_raising_fails_its_scene_alone(env, tmp_path):
+    weights, client, _, raising = env
+    src = tmp_path / "s"
+    src.mkdir()
+    geotiff(src / "x.tif", 11)
+    geotiff(src / "y.tif", 12)
+    raising.write_text("x.tif")
+    try:
+        s = survey(src, tmp_path / "out", opts(weights), client=client, log=quiet([]))
+    finally:
+        raising.write_text("")
+    m = manifest(tmp_path / "out")
+    assert (s.done, s.failed) == (1, 1) and m["y.tif"]["status"] == "done"
+    assert m["x.tif"]["status"] == "failed" and m["x.tif"]["error"].startswith("RuntimeError: injected fault on ")
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.parquet")) == ["y.tif.parquet"]
+
+
 def test_stac_input_corrupt_scene_fails_alone(env, tmp_path):
-    weights, client, _ = env
+    weights, client, *_ = env
     d = tmp_path / "stac"
     d.mkdir()
     geotiff(d / "good.tif", 8)
@@ -226,7 +245,7 @@ def test_stac_input_corrupt_scene_fails_alone(env, tmp_path):
 
 
 def test_ctrl_c_leaves_whole_files_and_a_true_manifest(env, tmp_path, monkeypatch):
-    weights, client, _ = env
+    weights, client, *_ = env
     src = tmp_path / "s"
     src.mkdir()
     for i in range(4):

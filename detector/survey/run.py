@@ -99,7 +99,8 @@ def _duration(s: float) -> str:
 def connect(opts: SurveyOptions, log: Callable[[str], None]) -> Iterator[Any]:
     """A Dask client: of the scheduler ``opts.scheduler`` names, else of an embedded ``LocalCluster``
     (``opts.workers`` processes of one thread, on 127.0.0.1 only; Dask's dashboard when bokeh is
-    installed)."""
+    installed; Dask's own log quiet: a task's failure reaches the survey through its future, and the
+    workers' heartbeats racing the scheduler's shutdown are not news)."""
     from distributed import Client, LocalCluster
 
     if opts.scheduler:
@@ -109,7 +110,7 @@ def connect(opts: SurveyOptions, log: Callable[[str], None]) -> Iterator[Any]:
     dash = "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
     with LocalCluster(n_workers=opts.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=dash, resources=opts.resource_dict() or None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -201,6 +202,8 @@ def _run(client: Any, todo: list[SceneRef], opts: SurveyOptions, out: Path, mani
     def end(st: _InFlight, error: str | None, det: np.ndarray | None = None) -> None:
         nonlocal last_save
         flight.pop(st.ref.id, None)
+        if error is not None:  # the scene's other tasks are of no use now
+            client.cancel([f for sid, f in owner.values() if sid == st.ref.id])
         old = [output_path(out, st.ref, k) for k in ("map", "pixel")]
         with interrupts_held():  # the scene's file and its manifest row agree, Ctrl-C or not
             if error is None:
@@ -244,7 +247,6 @@ def _run(client: Any, todo: list[SceneRef], opts: SurveyOptions, out: Path, mani
             try:
                 res = fut.result()
             except Exception as e:  # noqa: BLE001 - the task failed for good (KilledWorker, its retries spent)
-                client.cancel([f for sid, f in owner.values() if sid == st.ref.id])
                 end(st, f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
                 continue
             st.seconds += res.seconds

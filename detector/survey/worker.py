@@ -12,8 +12,10 @@
 * Expected failures of a scene (unreadable, hostile, out of bounds) come back as a one-line ``error``;
   anything else raises, and Dask reruns the task (``retries``).
 
-``SNNVIT_SURVEY_FAULT=exit-once:PATH`` (tests only) makes the first worker that starts a tiles task
-create PATH and die at once (``os._exit``), as a killed worker would.
+Faults for the tests, ``SNNVIT_SURVEY_FAULT`` in the workers' environment (``;``-separated):
+``exit-once:PATH``: while PATH does not exist, the first worker that starts a tiles task creates it and
+dies at once (``os._exit``), as a killed worker would; ``raise:PATH``: tiles tasks of the scene whose
+file name PATH holds raise an unexpected error.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ def tiles_task(scene: SceneRef, opts: SurveyOptions, tiles: list[tuple[int, int,
     from ..infer.tiled import predict_tiles
     from ..io.images import ImageReadError
 
-    _fault()
+    _fault(scene)
     t0 = time.perf_counter()
     rt, sha = _runtime(opts)
     try:
@@ -158,11 +160,14 @@ def tiles_task(scene: SceneRef, opts: SurveyOptions, tiles: list[tuple[int, int,
     return TilesResult(det, full, len(tiles), sha, time.perf_counter() - t0)
 
 
-def _fault() -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    if spec.startswith("exit-once:"):
-        try:
-            os.close(os.open(spec[len("exit-once:"):], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        os._exit(70)
+def _fault(scene: SceneRef) -> None:
+    for spec in filter(None, os.environ.get(FAULT_ENV, "").split(";")):
+        kind, _, path = spec.partition(":")
+        if kind == "exit-once":
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            os._exit(70)
+        if kind == "raise" and os.path.isfile(path) and open(path).read().strip() == os.path.basename(scene.path):
+            raise RuntimeError(f"injected fault on {scene.path}")
