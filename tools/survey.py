@@ -19,7 +19,7 @@ from detect import add_model_options
 import detector  # noqa: F401  (offline settings first)
 from detector.survey import SurveyOptions, survey
 
-DEFAULTS = SurveyOptions.__dataclass_fields__
+DEFAULTS = SurveyOptions()  # the record's defaults, written once there
 
 
 def main(argv=None) -> int:
@@ -27,18 +27,18 @@ def main(argv=None) -> int:
     ap.add_argument("--source", required=True,
                     help="a folder, a glob pattern, an image, a .txt list of paths, or a local STAC .json")
     ap.add_argument("--out", required=True, help="output folder (scene files, manifest.csv); reruns resume there")
-    add_model_options(ap, tile_default=DEFAULTS["tile"].default)
-    ap.add_argument("--workers", type=int, default=DEFAULTS["workers"].default,
+    add_model_options(ap, tile_default=DEFAULTS.tile)
+    ap.add_argument("--workers", type=int, default=DEFAULTS.workers,
                     help="worker processes of the embedded cluster, one thread each (default: the CPU cores)")
     ap.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a running Dask scheduler to use instead")
     ap.add_argument("--resources", nargs="*", default=[], metavar="NAME=N",
                     help="Dask resources each task needs, e.g. GPU=1 (workers started with --resources GPU=1)")
-    ap.add_argument("--tiles-per-task", type=int, default=DEFAULTS["tiles_per_task"].default,
+    ap.add_argument("--tiles-per-task", type=int, default=DEFAULTS.tiles_per_task,
                     help="tiles in one task of a large scene (default %(default)s)")
-    ap.add_argument("--split-pixels", type=int, default=DEFAULTS["split_pixels"].default,
+    ap.add_argument("--split-pixels", type=int, default=DEFAULTS.split_pixels,
                     help="scenes of more pixels are read window by window and split into tiles tasks "
                          "(default %(default)s)")
-    ap.add_argument("--retries", type=int, default=DEFAULTS["retries"].default,
+    ap.add_argument("--retries", type=int, default=DEFAULTS.retries,
                     help="reruns of a task that raised (a lost worker's tasks are rerun anyway)")
     ap.add_argument("--asset", default=None, help="STAC asset key to survey (default: every image asset)")
     ap.add_argument("--merge", action="store_true", help="also write detections.parquet: every georeferenced scene")
