@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +70,27 @@ def opts(weights, **kw) -> SurveyOptions:
                             "split_pixels": 5_000, "tiles_per_task": 4, "retries": 1} | kw)
 
 
-def geotiff(path: Path, seed: int, h: int = 150, w: int = 200, lon: float = 12.0, lat: float = 55.0) -> Path:
-    """An 8-bit 3-band GeoTIFF in lon/lat (1e-4 degree pixels) with bright blobs on noise."""
+def geotiff(path: Path, seed: int, h: int = 150, w: int = 200, lon: float = 12.0, lat: float = 55.0,
+            gcps: bool = False) -> Path:
+    """An 8-bit 3-band GeoTIFF in lon/lat (1e-4 degree pixels, by a geotransform or, as Sentinel-1 GRD
+    products, by a 4 x 4 grid of GCPs) with bright blobs on noise."""
     from affine import Affine
+    from rasterio.control import GroundControlPoint
 
     rng = np.random.default_rng(seed)
     img = rng.integers(0, 60, (3, h, w), dtype=np.uint8)
     for _ in range(6):
         y, x = rng.integers(5, h - 15), rng.integers(5, w - 15)
         img[:, y:y + 8, x:x + 12] = 250
-    with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=3, dtype="uint8", crs="EPSG:4326",
-                       transform=Affine(1e-4, 0, lon, 0, -1e-4, lat)) as ds:
-        ds.write(img)
+    place = {"crs": "EPSG:4326", "transform": Affine(1e-4, 0, lon, 0, -1e-4, lat)} if not gcps else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # GCPs come after opening
+        with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=3, dtype="uint8", **place) as ds:
+            ds.write(img)
+            if gcps:
+                pts = [GroundControlPoint(row=r, col=c, x=lon + 1e-4 * c, y=lat - 1e-4 * r)
+                       for r in np.linspace(0, h, 4) for c in np.linspace(0, w, 4)]
+                ds.gcps = (pts, rasterio.crs.CRS.from_epsg(4326))
     return path
 
 
@@ -119,7 +129,8 @@ def test_geoparquet_resume_added_and_modified_scenes(env, tmp_path):
     weights, client, *_ = env
     src = tmp_path / "archive"
     src.mkdir()
-    a, b = geotiff(src / "a.tif", 1), geotiff(src / "b.tif", 2, lon=179.99)  # b crosses the antimeridian
+    a = geotiff(src / "a.tif", 1, gcps=True)  # placed by GCPs, as Sentinel-1 GRD
+    b = geotiff(src / "b.tif", 2, lon=179.99)  # crosses the antimeridian
     c = plain_tiff(src / "c.tif", 3)
     out = tmp_path / "out"
     log: list[str] = []
@@ -147,6 +158,7 @@ def test_geoparquet_resume_added_and_modified_scenes(env, tmp_path):
     g = shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False))
     assert shapely.is_valid(g).all() and shapely.total_bounds(g).tolist() == pytest.approx(col["bbox"])
     ref = read_georeference(a)
+    assert ref.kind == "gcps" and json.loads(t.schema.metadata[b"snnvit_survey"])["georeferencing"]["gcps"] == 16
     x1, y1 = t["x1"].to_numpy(), t["y1"].to_numpy()
     lon, lat = ref.to_lonlat(x1, y1)
     corners = shapely.get_coordinates(g).reshape(len(t), 5, 2)
