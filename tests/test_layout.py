@@ -12,7 +12,8 @@ Layers, bottom to top (docs/design.md, "Layout"):
     data               dataset converters and dataset YAMLs
     infer              runtimes (table), prediction, sliced inference, the detection loop
     engine             training, distillation, validation, Ultralytics' predictor
-    analysis, export   energy, heatmaps, benchmarks; ONNX
+    analysis, export,  energy, heatmaps, benchmarks; ONNX; archive surveys on Dask
+    survey
 """
 
 from __future__ import annotations

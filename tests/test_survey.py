@@ -358,3 +358,18 @@ def test_catalog_sources_stay_local(tmp_path):
     (d / "x.json").write_text("[1, 2")
     with pytest.raises(ValueError, match="x.json: cannot read it as STAC"):
         catalog(d / "x.json")
+
+
+def test_a_file_the_survey_did_not_write_is_never_replaced(env, tmp_path):
+    weights, client, *_ = env
+    src = tmp_path / "s"
+    src.mkdir()
+    geotiff(src / "x.tif", 13)
+    foreign = tmp_path / "out" / "scenes" / "x.tif.parquet"
+    foreign.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"mine": [1, 2]}), foreign)
+    before = foreign.read_bytes()
+    s = survey(src, tmp_path / "out", opts(weights), client=client, log=quiet([]))
+    m = manifest(tmp_path / "out")
+    assert s.failed == 1 and "exists and was not written by a survey; not replaced" in m["x.tif"]["error"]
+    assert foreign.read_bytes() == before
