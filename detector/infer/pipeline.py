@@ -58,6 +58,19 @@ def resolve_tile(tile: int | str | None, settings: ModelSettings, imgsz: int, sh
     return int(tile)
 
 
+def check_model_options(conf: float, iou: float, max_det: int, imgsz: int | None, tile: int | str | None,
+                        overlap: float) -> None:
+    """The checks of the options every tool that runs a model over scenes shares (detect, survey)."""
+    checks.unit_interval("conf", conf)
+    checks.unit_interval("iou", iou)
+    checks.positive_int("max_det", max_det, 100_000)
+    if imgsz is not None:
+        checks.imgsz(imgsz)
+    if tile not in (None, "auto"):
+        check_tiling(tile, overlap)
+    check_overlap(overlap)
+
+
 def detect(
     source: str | Path,
     weights: str | Path | None = None,
@@ -84,15 +97,8 @@ def detect(
     ``tile``: None (whole images), a tile size in pixels, or ``auto``; ``max_det`` is per tile then.
     ``geojson_crs``: ``wgs84`` (RFC 7946 longitude/latitude) or ``native`` (the raster's own CRS), see
     ``detector.io.geojson``."""
-    checks.unit_interval("conf", conf)
-    checks.unit_interval("iou", iou)
-    checks.positive_int("max_det", max_det, 100_000)
+    check_model_options(conf, iou, max_det, imgsz, tile, overlap)
     checks.positive_int("vid_stride", vid_stride)
-    if imgsz is not None:
-        checks.imgsz(imgsz)
-    if tile not in (None, "auto"):
-        check_tiling(tile, overlap)
-    check_overlap(overlap)
     src = expand_source(source)
     folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)
     rt = as_runtime(model) if model is not None else load_runtime(weights, device, runtime)

@@ -141,21 +141,20 @@ def merge_tiles(det: np.ndarray, tile_of: np.ndarray, iou: float, ios: float = M
 
 
 @torch.no_grad()
-def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, overlap: float = OVERLAP,
-                  conf: float = DETECT.conf, iou: float = DETECT.iou, max_det: int = DETECT.max_det,
-                  batch: int = TILE_BATCH, progress: Callable[[int, int], None] | None = None,
-                  source: str = "scene") -> np.ndarray:
-    """Detections (N, 6) = x1, y1, x2, y2, score, class in scene pixels, from tiles of ``tile`` px.
-    ``scene``: a BGR array or a lazy scene (``detector.io.scene``). ``max_det``: per tile.
-    ``progress(done, total)`` is called after every batch of tiles."""
+def predict_tiles(model: Runtime | nn.Module, scene, tiles: list[tuple[int, int, int, int]], imgsz: int, tile: int,
+                  overlap: float = OVERLAP, conf: float = DETECT.conf, iou: float = DETECT.iou,
+                  max_det: int = DETECT.max_det, batch: int = TILE_BATCH,
+                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The boxes of some ``tiles`` (x0, y0, x1, y1) of a scene, before merging: (N, 7) = x1, y1, x2, y2,
+    score, class in scene pixels and the index of the tile (in ``tiles``) each came from, cut boxes
+    dropped (rule 1); and the corners (x0, y0) of the tiles that reached ``max_det``. A scene's tiles
+    may be run in several calls (sliced inference on several processes): ``merge_tiles`` then takes
+    them together. ``progress(done)`` is called after every batch."""
     rt = as_runtime(model)
-    shape = scene_shape(scene)
-    H, W = shape[:2]
-    total = check_plan(shape, tile, overlap, imgsz)
-    tiles = tile_grid((H, W), tile, overlap)
+    H, W = scene_shape(scene)[:2]
     overlap_px = tile * overlap
-    found, owner, full = [], [], []
-    for k in range(0, total, batch):
+    found, full = [np.zeros((0, 7))], []
+    for k in range(0, len(tiles), batch):
         chunk = tiles[k:k + batch]
         crops = [read_window(scene, *t) for t in chunk]
         dets = predict_batch(rt, crops, imgsz, conf, iou, max_det, pad_to=batch if rt.spec.static else None)
@@ -166,15 +165,32 @@ def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, over
             d[:, [0, 2]] += x0
             d[:, [1, 3]] += y0
             d = drop_cut_boxes(d, (x0, y0, x1, y1), (H, W), overlap_px)
-            found.append(d)
-            owner.append(np.full(len(d), k + j))
+            found.append(np.column_stack([d, np.full(len(d), k + j)]))
         if progress is not None:
-            progress(min(k + batch, total), total)
+            progress(min(k + batch, len(tiles)))
+    return np.concatenate(found), full
+
+
+def warn_full_tiles(full: list[tuple[int, int]], max_det: int, source: str) -> None:
     if full:
         LOGGER.warning(f"{source}: {len(full)} tile(s) reached --max-det {max_det} (first at x={full[0][0]}, "
                        f"y={full[0][1]}); boxes beyond it were dropped there: raise --max-det")
-    det = np.concatenate(found) if found else np.zeros((0, 6))
-    return merge_tiles(det, np.concatenate(owner) if owner else np.zeros(0, int), iou)
+
+
+def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, overlap: float = OVERLAP,
+                  conf: float = DETECT.conf, iou: float = DETECT.iou, max_det: int = DETECT.max_det,
+                  batch: int = TILE_BATCH, progress: Callable[[int, int], None] | None = None,
+                  source: str = "scene") -> np.ndarray:
+    """Detections (N, 6) = x1, y1, x2, y2, score, class in scene pixels, from tiles of ``tile`` px.
+    ``scene``: a BGR array or a lazy scene (``detector.io.scene``). ``max_det``: per tile.
+    ``progress(done, total)`` is called after every batch of tiles."""
+    H, W = scene_shape(scene)[:2]
+    total = check_plan((H, W), tile, overlap, imgsz)
+    tiles = tile_grid((H, W), tile, overlap)
+    det, full = predict_tiles(model, scene, tiles, imgsz, tile, overlap, conf, iou, max_det, batch,
+                              None if progress is None else lambda done: progress(done, total))
+    warn_full_tiles(full, max_det, source)
+    return merge_tiles(det[:, :6], det[:, 6].astype(int), iou)
 
 
 class Progress:
