@@ -26,7 +26,8 @@ def main(argv=None) -> int:
                     help="batch size (default 16; with --resume: override the checkpoint's)")
     ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
     ap.add_argument("--no-amp", action="store_true",
-                    help="train in fp32 on CUDA (default: mixed precision on CUDA; the CPU always runs fp32)")
+                    help="train in fp32 (default: mixed precision: fp16 on CUDA, bf16 on a CPU with native bf16, "
+                         "e.g. AVX512-BF16 or AMX; other CPUs run fp32)")
     ap.add_argument("--timesteps", type=int, default=None, help="T (default: the model config's)")
     ap.add_argument("--neuron", choices=["lif", "if", "ilif"], default=None,
                     help="replace the config's neuron: lif / if (binary spikes) or ilif (integer spikes, "

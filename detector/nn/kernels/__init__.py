@@ -18,6 +18,10 @@ Backends, in order:
    (``$XDG_CACHE_HOME/snnvit-yolo/kernels``, keyed by the source, the flags and the CPU's instruction
    set; about a second, once);
 2. PyTorch operations in the same order (float64 inputs, no compiler, or ``SNNVIT_NEURON_KERNEL=torch``);
+
+bf16 / fp16 inputs (CPU autocast: training with ``amp`` on a bf16 CPU) run the fp32 kernel on an fp32
+copy and return spikes in the input's dtype (``run``): an fp32 island, so the membrane arithmetic is
+the fp32 one.
 3. on CUDA tensors, SpikingJelly's own device kernels.
 """
 
@@ -359,6 +363,14 @@ def run(p: LIFParams | ILIFParams, x: torch.Tensor, v0: torch.Tensor | None = No
         raise ValueError(f"neuron input must be a floating-point tensor, got {x.dtype}")
     if x.device.type != "cpu" and not _FORCE_TORCH:
         return _spikingjelly(p, x, v0)
+    if x.dtype in (torch.bfloat16, torch.float16) and not _FORCE_TORCH:
+        # fp32 island under CPU autocast (bf16 training): the membrane is charged, compared with the
+        # threshold and carried in fp32 by the C kernel, as in fp32 training; a bf16 membrane (8 bits of
+        # mantissa) would move spikes that sit near a threshold. The spikes (counts 0..levels) are exact
+        # in bf16 and go back as such, so the next synaptic conv reads them without a cast; the state
+        # (streaming) stays fp32. Autograd casts the gradient back to x's dtype.
+        s, vT = run(p, x.float(), v0, keep_state)
+        return s.to(x.dtype), vT
     if torch.is_grad_enabled() and x.requires_grad:
         if keep_state:
             raise ValueError("state across calls (streaming) is for inference: run it under torch.no_grad()")
