@@ -147,19 +147,42 @@ def test_bf16_spiking_layer_is_close_to_fp32():
     assert 0.95 < float(w16.norm() / w32.norm()) < 1.05
 
 
-def test_neuron_fp32_island_matches_the_fp32_kernel():
-    """A bf16 input runs the fp32 kernel on its exact fp32 copy: same spikes, returned in bf16; the
-    gradient comes back in bf16 and equals the fp32 kernel's, rounded."""
-    p = kernels.ilif_params(2.0, 1.0, 4, True)
-    x = (torch.randn(2, 3, 8, 8) * 3).to(torch.bfloat16).requires_grad_()
+def _atan():
+    from spikingjelly.activation_based import surrogate
+
+    return surrogate.ATan()
+
+
+@pytest.mark.parametrize("kind", ["ilif", "lif-hard", "if-soft"])
+@pytest.mark.parametrize("T", [1, 3])
+@pytest.mark.parametrize("c_kernel", [True, False])
+def test_neuron_fp32_island_matches_the_fp32_kernel(monkeypatch, kind, T, c_kernel):
+    """A bf16 input is an fp32 island: the C kernel's bf16 entry points (or, without them, casts around the
+    PyTorch path) give the fp32 kernel's spikes on the widened input, in bf16, and its input gradient
+    rounded to bf16; the membrane stays fp32 (streaming state)."""
+    if not c_kernel:
+        monkeypatch.setattr(kernels, "_FORCE_TORCH", False)
+        monkeypatch.setattr(kernels, "library", lambda: None)
+    elif kernels.library() is None:
+        pytest.skip("no C compiler here")
+    p = {"ilif": kernels.ilif_params(4 / 3, 1.0, 4, True),
+         "lif-hard": kernels.lif_params(2.0, 1.0, 0.0, _atan(), True, decay=True),
+         "if-soft": kernels.lif_params(None, 1.0, None, _atan(), True, decay=False)}[kind]
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(T, 3, 8, 8, generator=g) * 3).to(torch.bfloat16).requires_grad_()
     x32 = x.detach().float().requires_grad_()
     s16, _ = kernels.run(p, x)
     s32, _ = kernels.run(p, x32)
     assert s16.dtype == torch.bfloat16 and torch.equal(s16.float(), s32)
-    g = torch.randn(s32.shape)
-    s16.backward(g.to(torch.bfloat16))
-    s32.backward(g.to(torch.bfloat16).float())
+    gs = torch.randn(s32.shape, generator=g).to(torch.bfloat16)
+    s16.backward(gs)
+    s32.backward(gs.float())
     assert x.grad.dtype == torch.bfloat16 and torch.equal(x.grad, x32.grad.to(torch.bfloat16))
+    with torch.no_grad():  # inference and streaming: spikes in bf16, the final membrane in fp32
+        s, v = kernels.run(p, x.detach(), keep_state=True)
+        s_ref, v_ref = kernels.run(p, x32.detach(), keep_state=True)
+    assert s.dtype == torch.bfloat16 and torch.equal(s.float(), s_ref)
+    assert v.dtype == torch.float32 and torch.equal(v, v_ref)
 
 
 def test_sssa_counts_are_exact_in_fp32_under_bf16():
