@@ -281,3 +281,15 @@ def test_teacher_runs_under_the_same_autocast(tmp_path, tiny_yaml_ilif, monkeypa
     t, _ = _train(data, tiny_yaml_ilif, tmp_path, "kd", monkeypatch, distill={"teacher": str(teacher)})
     assert seen and set(seen) == {(True, torch.bfloat16)}
     assert torch.isfinite(t.tloss["kd_cls"]) and torch.isfinite(t.tloss["kd_box"])
+
+
+def test_resume_memory_estimate_follows_the_precision(fake_cpu):
+    """Resuming checks that the activations fit: bf16 halves them on a CPU that will train in bf16, not elsewhere."""
+    from detector.engine.resume import check_resume_memory
+
+    model = _tiny()
+    fake_cpu("avx512_bf16")
+    fp32 = check_resume_memory(model, batch=2, imgsz=64, device="cpu", source="last.pt", amp=False)
+    assert check_resume_memory(model, batch=2, imgsz=64, device="cpu", source="last.pt", amp=True) == pytest.approx(fp32 / 2, abs=1)
+    fake_cpu("avx2")
+    assert check_resume_memory(model, batch=2, imgsz=64, device="cpu", source="last.pt", amp=True) == fp32
