@@ -84,6 +84,16 @@ class SafeTrainer(DetectionTrainer):
         return super()._setup_train()
 
     # -- dataset and model ----------------------------------------------------------------------------
+    def build_dataset(self, img_path, mode="train", batch=None):
+        """Ultralytics' dataset; on a training set without polygons, ``copy_paste`` pastes box patches
+        (``detector.engine.augment``), where Ultralytics' own copy-paste would do nothing."""
+        from .augment import use_box_paste
+
+        dataset = super().build_dataset(img_path, mode, batch)
+        if mode == "train" and use_box_paste(dataset, float(self.args.copy_paste or 0)) and RANK in {-1, 0}:
+            LOGGER.info(f"copy_paste {self.args.copy_paste}: box patches with their surroundings (no polygons here)")
+        return dataset
+
     def get_dataset(self):
         check_dataset_yaml(self.args.data, ("train", "val"))  # before Ultralytics' reader, which may download
         return super().get_dataset()
