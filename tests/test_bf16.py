@@ -59,6 +59,11 @@ def test_cpu_flags_read_this_machine():
 
 
 def test_cpu_autocast_only_for_bf16():
+    import ultralytics.engine.trainer as ul_trainer
+
+    import detector.engine  # noqa: F401  (installs the project's settings)
+
+    assert ul_trainer.autocast is precision.autocast  # the training loop's autocast allows bf16 on the CPU
     with precision.autocast(torch.bfloat16, device="cpu"):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     with precision.autocast(False, device="cpu"):
