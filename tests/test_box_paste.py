@@ -121,3 +121,13 @@ def test_trainer_pastes_boxes_with_copy_paste(tmp_path):
             find(y)
     find(t.train_loader.dataset.transforms)
     assert [x.p for x in found if isinstance(x, BoxPaste)] == [0.5]
+
+
+def test_patches_stay_off_the_mosaic_border():
+    img = np.full((100, 200, 3), 114, np.uint8)  # Ultralytics' grey fill ...
+    img[:, 100:] = 30  # ... and a scene on the right half
+    src = np.full((100, 100, 3), 200, np.uint8)
+    pasted, used = paste_boxes(img, np.zeros((0, 4), np.float32), src, np.array([[40, 40, 50, 50]], np.float32),
+                               random.Random(1))
+    assert used == [0] and pasted[0][0] >= 100 - 9  # the patch (box + 4 px margins) lies mostly on the scene
+    assert (img[:, :90] == 114).all()

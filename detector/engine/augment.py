@@ -6,7 +6,7 @@ without polygons, which is what the project's SAR ship data has. ``BoxPaste`` ta
 image it cuts ship boxes out of another training image, each with a margin of its surroundings (the sea
 clutter and speckle around a ship are part of what a SAR detector learns; a tight box pasted onto
 another sea would show an artificial edge), and pastes them at random places of the current image
-where the pasted patch covers no labelled object, adding their boxes. Boxes whose patch would take part
+where the pasted patch covers no labelled object (nor mostly the mosaic's grey border), adding their boxes. Boxes whose patch would take part
 of another object with it are not used (that part would be an unlabelled object). Closing mosaic turns
 it off with the rest of the mixing augmentations (Ultralytics sets ``copy_paste`` to 0 then).
 
@@ -27,6 +27,7 @@ MARGIN = 0.25
 MIN_MARGIN = 4
 MAX_PASTE = 8  # boxes pasted into one image at most
 TRIES = 10  # random places tried per box
+PAD = 114  # the grey Ultralytics' mosaic and letterbox fill empty canvas with
 
 
 def _overlaps(rect: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -66,14 +67,17 @@ def paste_boxes(img: np.ndarray, boxes: np.ndarray, src: np.ndarray, src_boxes: 
             continue  # the patch would carry part of another, unlabelled, object
         for _ in range(TRIES):
             dx, dy = rng.randrange(0, w - pw + 1), rng.randrange(0, h - ph + 1)
-            if not _overlaps(np.array([dx, dy, dx + pw, dy + ph], np.float32), taken).any():
-                img[dy:dy + ph, dx:dx + pw] = src[py0:py1, px0:px1]
-                box = np.array([x0 - px0 + dx, y0 - py0 + dy, x1 - px0 + dx, y1 - py0 + dy], np.float32)
-                new.append(box)
-                used.append(i)
-                # the whole patch is taken: a later patch must not cover this one's margin or ship
-                taken = np.concatenate([taken, np.array([[dx, dy, dx + pw, dy + ph]], np.float32)])
-                break
+            if _overlaps(np.array([dx, dy, dx + pw, dy + ph], np.float32), taken).any():
+                continue
+            if (img[dy:dy + ph, dx:dx + pw] == PAD).all(-1).mean() > 0.5:
+                continue  # mostly the mosaic's grey border: a patch of sea there is no scene a detector meets
+            img[dy:dy + ph, dx:dx + pw] = src[py0:py1, px0:px1]
+            box = np.array([x0 - px0 + dx, y0 - py0 + dy, x1 - px0 + dx, y1 - py0 + dy], np.float32)
+            new.append(box)
+            used.append(i)
+            # the whole patch is taken: a later patch must not cover this one's margin or ship
+            taken = np.concatenate([taken, np.array([[dx, dy, dx + pw, dy + ph]], np.float32)])
+            break
     return (np.stack(new) if new else np.zeros((0, 4), np.float32)), used
 
 
