@@ -19,7 +19,8 @@ What they do:
 * fonts: Ultralytics looks for ``Arial.ttf`` / ``Arial.Unicode.ttf`` in its config folder and
   downloads them if missing. We place matplotlib's bundled DejaVu Sans there under those names.
 * CPU threads: every core (``SNNVIT_THREADS`` to change), where Ultralytics would use cores - 1;
-* the AMP self-check (which downloads a reference model on CUDA) is replaced by a local check.
+* the AMP self-check (which downloads a reference model on CUDA) is replaced by a local check, and the
+  trainer's autocast by one that allows bf16 on the CPU (``detector.precision``).
 
 A user may still opt in by setting the variables themselves before importing ``detector``.
 """
@@ -82,8 +83,9 @@ def install_fonts(config_dir: Path) -> None:
 
 
 def local_check_amp(model) -> bool:
-    """Replacement for Ultralytics' AMP check: no reference-model download. AMP is used on CUDA only,
-    and only if a half-precision forward of this very model gives finite outputs."""
+    """Replacement for Ultralytics' fp16 AMP check: no reference-model download. fp16 AMP is used on CUDA
+    only (the CPU's mixed precision is bf16, which skips this check: ``detector.precision``), and only if
+    a half-precision forward of this very model gives finite outputs."""
     import torch
 
     device = next(model.parameters()).device
@@ -115,6 +117,9 @@ def apply() -> None:
         ul_utils.SETTINGS.update(off)
     install_fonts(Path(ul_utils.USER_CONFIG_DIR))
     ul_trainer.check_amp = local_check_amp
+    from .precision import autocast
+
+    ul_trainer.autocast = autocast  # Ultralytics' own refuses bf16 off CUDA
     # Ultralytics' select_device() sets torch to (cores - 1) threads on CPU: one thread on 2 cores.
     from ultralytics.utils import torch_utils as ul_torch_utils
 

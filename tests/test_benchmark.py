@@ -61,3 +61,18 @@ def test_deployment_report_rows_ratios_and_targets():
     assert abs(rep["ratios"]["inference_pytorch"] - snn["pytorch"] / yolo["pytorch"]) < 1e-9
     md = deployment_markdown(rep)
     assert md.count("\n| ") == 6 and "Training step" in md
+
+
+def test_precision_report_rows_and_speedups():
+    """The bf16-against-fp32 training-step mode's bookkeeping (tiny sizes; the README's numbers are measured)."""
+    from detector.analysis.precision_bench import TARGET, precision_markdown, precision_report
+
+    rep = precision_report("n-ilif", imgsz=64, batch=2, warmup=0, repeats=1, log=lambda s: None)
+    assert [r["model"] for r in rep["rows"]] == ["snnvit-yolo", "yolov8n"]
+    for r in rep["rows"]:
+        assert r["fp32_ms"] > 0 and r["bf16_ms"] > 0
+        assert abs(r["speedup"] - r["fp32_ms"] / r["bf16_ms"]) < 1e-9
+        assert abs(r["bf16_img_s"] - 2 / (r["bf16_ms"] / 1e3)) < 1e-6
+    assert rep["meets_target"] == (rep["rows"][0]["speedup"] >= TARGET)
+    md = precision_markdown(rep)
+    assert md.count("\n| ") == 3 and "bf16 / fp32" in md

@@ -7,6 +7,7 @@
     python tools/benchmark.py --device 0 --data data/ssdd/data.yaml --json gpu.json   # the GPU table (+ a training epoch)
     python tools/benchmark.py --variants n s m --sizes 512 640 --batches 1 8 --json sweep.json   # untrained variants
     python tools/benchmark.py --neurons --compile --json neurons.json   # neuron implementations on one layer
+    python tools/benchmark.py --precision --threads 2 --imgsz 416 --train-batch 8   # training step, bf16 vs fp32
 
 The first form prints the ratios to YOLOv8n that the project targets (PyTorch eager inference <= 1.5x,
 a training step <= 2.5x) and the fraction of the machine's measured matmul peak. With --device (a CUDA
@@ -42,6 +43,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-baseline", action="store_true", help="sweep mode: skip YOLOv8n")
     ap.add_argument("--neurons", action="store_true", help="time the neuron implementations (SpikingJelly, fused C, "
                     "PyTorch path, compiled) on one layer")
+    ap.add_argument("--precision", nargs="?", const="n-ilif", default=None, metavar="CONFIG",
+                    help="time a training step in bf16 against fp32 (CPU autocast), the spiking model (CONFIG, default "
+                         "n-ilif) and YOLOv8n interleaved, at --imgsz (default 416) and --train-batch")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if a.weights == "list":
@@ -60,6 +64,13 @@ def main(argv=None) -> int:
         rep = gpu_report(a.weights, a.device, data=a.data, warmup=10 if a.warmup is None else a.warmup,
                          repeats=50 if a.repeats is None else a.repeats)
         print(gpu_markdown(rep))
+    elif a.precision:
+        from detector.analysis.precision_bench import precision_markdown, precision_report
+
+        rep = precision_report(a.precision, 416 if a.imgsz is None else checks.positive_int("--imgsz", a.imgsz, 8192),
+                               checks.positive_int("--train-batch", a.train_batch, 1024), 1,
+                               2 if a.warmup is None else a.warmup, 10 if a.repeats is None else a.repeats)
+        print(precision_markdown(rep))
     elif a.neurons:
         from detector.analysis.neuron_bench import neuron_report
 

@@ -26,7 +26,8 @@ def main(argv=None) -> int:
                     help="batch size (default 16; with --resume: override the checkpoint's)")
     ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
     ap.add_argument("--no-amp", action="store_true",
-                    help="train in fp32 on CUDA (default: mixed precision on CUDA; the CPU always runs fp32)")
+                    help="train in fp32 (default: mixed precision: fp16 on CUDA, bf16 on a CPU with native bf16, "
+                         "e.g. AVX512-BF16 or AMX; other CPUs run fp32)")
     ap.add_argument("--timesteps", type=int, default=None, help="T (default: the model config's)")
     ap.add_argument("--neuron", choices=["lif", "if", "ilif"], default=None,
                     help="replace the config's neuron: lif / if (binary spikes) or ilif (integer spikes, "
@@ -59,6 +60,9 @@ def main(argv=None) -> int:
                          "optimizer sets 0 for short runs)")
     ap.add_argument("--close-mosaic", type=int, default=None,
                     help="last epochs without mosaic (default 10; with --resume: change the checkpoint's)")
+    ap.add_argument("--copy-paste", type=float, default=None, metavar="P",
+                    help="copy-paste augmentation, probability per image (default 0: off): objects of another training "
+                         "image pasted in; box-only labels (SSDD) paste box patches with their surroundings")
     ap.add_argument("--no-plots", action="store_true")
     a = ap.parse_args(argv)
     if not a.resume and not a.data:
@@ -78,7 +82,7 @@ def main(argv=None) -> int:
         distill = {"teacher": a.teacher, **defaults, **{k: v for k, v in given.items() if v is not None}}
     extra = dict(workers=a.workers, seed=a.seed, patience=a.patience, optimizer=a.optimizer,
                  close_mosaic=10 if a.close_mosaic is None else a.close_mosaic, plots=not a.no_plots)
-    for key in ("lr0", "momentum", "warmup_bias_lr"):
+    for key in ("lr0", "momentum", "warmup_bias_lr", "copy_paste"):
         if getattr(a, key) is not None:
             extra[key] = getattr(a, key)
     if a.resume:  # the checkpoint's arguments, except the few a resumed run may change

@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
-    ap.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA (default: mixed precision on CUDA)")
+    ap.add_argument("--no-amp", action="store_true", help="train in fp32 (default: mixed precision: fp16 on CUDA, bf16 on a CPU "
+                    "with native bf16)")
     ap.add_argument("--resume", default=None, help="a last.pt of an earlier baseline run")
     ap.add_argument("--close-mosaic", type=int, default=None, help="last epochs without mosaic (default 10)")
     ap.add_argument("--seed", type=int, default=0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +46,12 @@ def synthetic_batch(batch: int, imgsz: int, nc: int, seed: int = 0) -> dict[str,
             "cls": torch.randint(0, nc, (n, 1), generator=g).float(), "bboxes": torch.cat((xy, wh), 1)}
 
 
-def train_step_seconds(model: torch.nn.Module, imgsz: int, batch: int, nc: int, warmup: int, repeats: int) -> float:
+def train_step(model: torch.nn.Module, imgsz: int, batch: int, nc: int,
+               autocast: torch.dtype | None = None) -> Callable[[], float]:
+    """One training step of ``model`` on a fixed synthetic batch (forward, Ultralytics' detection loss,
+    backward, an SGD step), as a function returning the loss; ``autocast``: the CPU autocast dtype of the
+    forward and loss (e.g. ``torch.bfloat16``, as training with amp on a bf16 CPU), None for fp32. Leaves
+    ``model`` in training mode."""
     from ultralytics.cfg import get_cfg
 
     model.args = get_cfg()
@@ -54,13 +60,19 @@ def train_step_seconds(model: torch.nn.Module, imgsz: int, batch: int, nc: int, 
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     data = synthetic_batch(batch, imgsz, nc)
 
-    def step():
-        loss, _ = model.loss(data)
+    def step() -> float:
+        with torch.autocast("cpu", dtype=autocast) if autocast is not None else nullcontext():
+            loss, _ = model.loss(data)
         loss.sum().backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        return float(loss.detach().sum())
 
-    t = median_seconds(step, warmup, repeats)
+    return step
+
+
+def train_step_seconds(model: torch.nn.Module, imgsz: int, batch: int, nc: int, warmup: int, repeats: int) -> float:
+    t = median_seconds(train_step(model, imgsz, batch, nc), warmup, repeats)
     model.eval()
     return t
 

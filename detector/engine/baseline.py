@@ -59,7 +59,7 @@ def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int 
                    model: str = "yolov8n.yaml", amp: bool = True, **overrides: Any) -> BaselineTrainer:
     """Train ``model`` (one of ``ANN_ARCHS``) from scratch, or resume ``resume`` (a ``last.pt`` a
     baseline run wrote), raising ``epochs`` if given. ``device``: ``detector.devices`` names (several GPUs:
-    DDP); ``amp``: mixed precision on CUDA (ignored on the CPU)."""
+    DDP); ``amp``: mixed precision (fp16 on CUDA, bf16 on a CPU with native bf16: ``detector.precision``)."""
     from ..devices import resolve_device
 
     device = resolve_device(device, multi=True).ultralytics

@@ -147,7 +147,7 @@ def check_resume_memory(model, batch: Any, imgsz: Any, device: Any, source: Any,
     resumed run whose activations alone would not fit in the memory available: the CPU's available RAM,
     or each GPU's free memory (the batch split over the GPUs of a DDP run). The estimate is measured on
     ``model`` (``activation_bytes`` at ``PROBE_SIZE``, scaled by the pixels and the batch; halved under
-    AMP on CUDA), so it is a lower bound of what the run needs. Returns the estimate in bytes (None for
+    mixed precision: fp16 on CUDA, bf16 on a CPU that has it, ``detector.precision``), so it is a lower bound of what the run needs. Returns the estimate in bytes (None for
     Ultralytics' automatic batch, ``batch`` -1, which sizes itself)."""
     import psutil
 
@@ -161,10 +161,13 @@ def check_resume_memory(model, batch: Any, imgsz: Any, device: Any, source: Any,
         dev = resolve_device(device if device not in (None, "", "-1") else "cpu", multi=True)
     except ValueError:
         dev = resolve_device("cpu")
+    from ..precision import train_amp
+
+    if amp and train_amp(True, dev.kind):
+        per_image /= 2
     if dev.is_cuda:
         import torch
 
-        per_image /= 2 if amp else 1
         n = len(dev.indices)
         free = min(torch.cuda.mem_get_info(i)[0] for i in dev.indices)
         where, per_device = f"GPU {','.join(map(str, dev.indices))} (free)", -(-batch // n)

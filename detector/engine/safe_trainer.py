@@ -11,9 +11,13 @@ spiking detector (``detector.engine.trainer.SNNTrainer``) and the ANN baseline /
   (``detector.io.dataset_yaml``);
 * ``--resume X`` trusts nothing the checkpoint names: validated arguments, X's own run folder, and
   only training checkpoints (``detector.engine.resume``); a resumed run may raise ``epochs``;
+* ``amp`` (on by default) means the device's mixed precision (``detector.precision``): fp16 with
+  GradScaler on CUDA, bf16 on a CPU that computes it natively, else fp32; checkpoints keep the request
+  (True / False) and fp32 weights, so a run resumed on another machine picks that machine's precision;
 * a non-finite loss or gradient stops training with a clear error before any weight is corrupted; under
-  AMP (CUDA), the steps GradScaler skips on fp16 overflow are counted per epoch (log and results.csv,
-  ``train/amp_skipped``), and only a scaler that keeps skipping stops the run (``AMP_SKIP_LIMIT``).
+  fp16 AMP (CUDA), the steps GradScaler skips on fp16 overflow are counted per epoch (log and results.csv,
+  ``train/amp_skipped``), and only a scaler that keeps skipping stops the run (``AMP_SKIP_LIMIT``). bf16
+  has fp32's range and no scaler: a non-finite gradient there stops the run as in fp32.
 """
 
 from __future__ import annotations
@@ -68,7 +72,28 @@ class SafeTrainer(DetectionTrainer):
     def on_resume(self, ckpt: dict, path: Path) -> None:
         """Called with a validated training checkpoint about to be resumed."""
 
+    # -- precision -----------------------------------------------------------------------------------
+    def _setup_train(self):
+        """Ultralytics' setup, with ``args.amp`` resolved for this device first (``detector.precision``)."""
+        from ..precision import describe, train_amp
+
+        self.amp_requested = self.args.amp not in {False, "fp32"}  # what checkpoints store (a bool)
+        self.args.amp = train_amp(self.args.amp, self.device.type)
+        if RANK in {-1, 0}:
+            LOGGER.info(f"training precision: {describe(self.args.amp, self.amp_requested, self.device.type)}")
+        return super()._setup_train()
+
     # -- dataset and model ----------------------------------------------------------------------------
+    def build_dataset(self, img_path, mode="train", batch=None):
+        """Ultralytics' dataset; on a training set without polygons, ``copy_paste`` pastes box patches
+        (``detector.engine.augment``), where Ultralytics' own copy-paste would do nothing."""
+        from .augment import use_box_paste
+
+        dataset = super().build_dataset(img_path, mode, batch)
+        if mode == "train" and use_box_paste(dataset, float(self.args.copy_paste or 0)) and RANK in {-1, 0}:
+            LOGGER.info(f"copy_paste {self.args.copy_paste}: box patches with their surroundings (no polygons here)")
+        return dataset
+
     def get_dataset(self):
         check_dataset_yaml(self.args.data, ("train", "val"))  # before Ultralytics' reader, which may download
         return super().get_dataset()
@@ -170,7 +195,7 @@ class SafeTrainer(DetectionTrainer):
             "updates": int(self.ema.updates),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "train_args": vars(self.args),
+            "train_args": {**vars(self.args), "amp": bool(getattr(self, "amp_requested", self.args.amp))},
             "train_metrics": {**(self.metrics or {}), "fitness": self.fitness},
             **self.checkpoint_fields(),
         }

@@ -261,7 +261,7 @@ def train(
     from; ``neuron``: replace the config's neuron (e.g. ``{"name": "ilif", "max_spikes": 4}``);
     ``model_changes``: other top-level config changes (``resolve_model_yaml``; e.g. ``{"readout": "current"}``);
     ``distill``: teacher settings (``detector.engine.distill``); ``device``: ``detector.devices`` names
-    (several GPUs: DDP); ``amp``: mixed precision on CUDA (ignored on the CPU); ``resume``: True (latest run) or the
+    (several GPUs: DDP); ``amp``: mixed precision (fp16 on CUDA, bf16 on a CPU with native bf16: ``detector.precision``); ``resume``: True (latest run) or the
     path of a ``last.pt`` (``epochs`` may then raise the total, and the learning-rate schedule follows;
     default 100 for a new run; ``imgsz`` / ``batch``, default 640 / 16 for a new run, override the
     checkpoint's when given). Returns the finished trainer (``trainer.save_dir``, ``trainer.best``,

@@ -21,6 +21,14 @@ from ..opcount import AC, MAC, Op, events_per_sample, per_image
 from .base import SpikingAttention, merge_heads, register, split_heads
 
 
+# Under CPU autocast (bf16 training) the salience and the saccadic neuron are an fp32 island: the spike
+# counts are summed in fp32 (bf16 holds integers exactly only up to 256, and K' summed over all tokens
+# reaches ~10^5), and the saccadic threshold compares the salience in fp32; both are small (T, B, nh, N)
+# tensors. The binary token mask goes back to the V spikes' dtype, exactly.
+def _counts_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)  # bf16 -> fp32; fp32 and fp64 unchanged
+
+
 def salience_v1(q: torch.Tensor, k: torch.Tensor, levels: int = 1) -> torch.Tensor:
     """Explicit form: build the N x N relevance CroAtt = Q' K'^T and take its row sums.
 
@@ -28,17 +36,17 @@ def salience_v1(q: torch.Tensor, k: torch.Tensor, levels: int = 1) -> torch.Tens
     (T, B, nh, N). O(N^2) time/memory.
     """
     N, hd = q.shape[-2], q.shape[-1]
-    qc = q.sum(-1)  # (T, B, nh, N) spike counts Q'
-    kc = k.sum(-1)  # (T, B, nh, N) spike counts K'
-    cro = qc.unsqueeze(-1) @ kc.unsqueeze(-2)  # (T, B, nh, N, N)
+    qc = q.sum(-1, dtype=_counts_dtype(q))  # (T, B, nh, N) spike counts Q' (fp32 under autocast: note above)
+    kc = k.sum(-1, dtype=_counts_dtype(k))  # (T, B, nh, N) spike counts K'
+    cro = qc.unsqueeze(-1) * kc.unsqueeze(-2)  # (T, B, nh, N, N) outer product (a product, not a matmul: autocast leaves it fp32)
     return cro.sum(-1) / (N * (hd * levels) ** 2)
 
 
 def salience_v2(q: torch.Tensor, k: torch.Tensor, levels: int = 1) -> torch.Tensor:
     """Linear form: Patch = Q' * alpha with alpha = sum_m K'[m]; O(N) time and memory."""
     N, hd = q.shape[-2], q.shape[-1]
-    qc = q.sum(-1)  # (T, B, nh, N)
-    alpha = k.sum(dim=(-1, -2), keepdim=False).unsqueeze(-1)  # (T, B, nh, 1) = sum over tokens and width
+    qc = q.sum(-1, dtype=_counts_dtype(q))  # (T, B, nh, N) (fp32 under autocast: note above)
+    alpha = k.sum(dim=(-1, -2), dtype=_counts_dtype(k)).unsqueeze(-1)  # (T, B, nh, 1) = sum over tokens and width
     return qc * alpha / (N * (hd * levels) ** 2)
 
 
@@ -67,7 +75,7 @@ class SSSA(SpikingAttention):
         patch = SALIENCE[self.version](split_heads(q, self.heads), split_heads(k, self.heads), self.levels)  # (T, B, nh, N)
         mask = self.saccade(patch)  # (T, B, nh, N) binary: which tokens this timestep looks at
         self.tap(q=q, k=k, v=v, salience=patch, mask=mask, t0=t0)
-        out = mask.unsqueeze(-1) * split_heads(v, self.heads)  # (T, B, nh, N, hd) spikes of the tokens looked at
+        out = mask.to(v.dtype).unsqueeze(-1) * split_heads(v, self.heads)  # (T, B, nh, N, hd) spikes of the tokens looked at
         return self.proj(merge_heads(out, H, W))  # (T, B, C, H, W) real
 
     def op_counts(self, q, k, v, salience=None, mask=None, t0=0) -> dict[str, Op]:

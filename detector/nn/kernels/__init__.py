@@ -18,6 +18,13 @@ Backends, in order:
    (``$XDG_CACHE_HOME/snnvit-yolo/kernels``, keyed by the source, the flags and the CPU's instruction
    set; about a second, once);
 2. PyTorch operations in the same order (float64 inputs, no compiler, or ``SNNVIT_NEURON_KERNEL=torch``);
+
+bf16 inputs (CPU autocast: training with ``amp`` on a bf16 CPU) are an fp32 island: the C kernel widens
+each block to fp32, charges and carries the membrane in fp32 (a bf16 membrane, 8 bits of mantissa,
+would move spikes that sit near a threshold) and writes the spikes, small integers, exactly in bf16, so
+the next synaptic conv reads them without a cast; the backward pass rounds the input gradient to bf16.
+Results equal the fp32 kernel's on the widened input, rounded (tests). Without the C library (and for
+fp16) ``run`` does the same with explicit casts around the PyTorch path.
 3. on CUDA tensors, SpikingJelly's own device kernels.
 """
 
@@ -183,12 +190,13 @@ def library() -> ctypes.CDLL | None:
             if not path.is_file():
                 _compile(path)
             lib = ctypes.CDLL(str(path))
-            if lib.snn_neuron_abi() != 1:
+            if lib.snn_neuron_abi() != 2:
                 raise RuntimeError("kernel library has an unexpected ABI version")
             f64 = ctypes.c_int64
             ptr = ctypes.c_void_p
-            lib.snn_neuron_forward.argtypes = [ctypes.POINTER(_CParams), ptr, f64, ptr, ptr, ptr, ptr, f64, f64, ctypes.c_int]
-            lib.snn_neuron_backward.argtypes = [ctypes.POINTER(_CParams), ptr, ptr, ptr, f64, f64, ctypes.c_int]
+            i32 = ctypes.c_int
+            lib.snn_neuron_forward.argtypes = [ctypes.POINTER(_CParams), ptr, f64, ptr, ptr, ptr, ptr, f64, f64, i32, i32]
+            lib.snn_neuron_backward.argtypes = [ctypes.POINTER(_CParams), ptr, ptr, ptr, f64, f64, i32, i32]
             _lib = lib
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
             _lib_error = str(e)
@@ -206,7 +214,7 @@ def _ptr(t: torch.Tensor | None):
 
 
 def _as_steps(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(T, ...) -> a (T or 1, N) float32 view the kernel can read, and the stride along t (0 when one
+    """(T, ...) -> a (T or 1, N) view (float32 or bf16) the kernel can read, and the stride along t (0 when one
     step is repeated over T, as the encoding layer's output is)."""
     T = x.shape[0]
     if T > 1 and x.stride(0) == 0 and x[0].is_contiguous():
@@ -220,23 +228,25 @@ def _c_forward(p, x: torch.Tensor, v0: torch.Tensor | None, keep_h: bool, keep_s
     T = x.shape[0]
     xs, stride = _as_steps(x)
     N = xs.shape[1]
-    s = torch.empty((T, N), dtype=torch.float32)
-    h = torch.empty((T, N), dtype=torch.float32) if keep_h else None
+    s = torch.empty((T, N), dtype=x.dtype)  # bf16 spikes from bf16 input: counts, exact
+    h = torch.empty((T, N), dtype=torch.float32) if keep_h else None  # the membrane stays fp32
     vT = torch.empty(N, dtype=torch.float32) if keep_state else None  # only streaming needs the final membrane
     v0c = None if v0 is None else v0.reshape(-1).to(torch.float32).contiguous()
     cp = _c_params(p)
     lib.snn_neuron_forward(ctypes.byref(cp), _ptr(xs), stride, _ptr(v0c), _ptr(s), _ptr(h), _ptr(vT), T, N,
-                           torch.get_num_threads())
+                           torch.get_num_threads(), int(x.dtype == torch.bfloat16))
     return s.view(x.shape), h, (None if vT is None else vT.view(x.shape[1:]))
 
 
-def _c_backward(p, h: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
+def _c_backward(p, h: torch.Tensor, gs: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The input's gradient in ``dtype`` (that of the forward's input: float32 or bf16) from fp32 ``h``."""
     lib = library()
     T, N = h.shape
-    gs = gs.reshape(T, N).to(torch.float32).contiguous()
-    gx = torch.empty((T, N), dtype=torch.float32)
+    gs = gs.reshape(T, N).to(dtype).contiguous()
+    gx = torch.empty((T, N), dtype=dtype)
     cp = _c_params(p)
-    lib.snn_neuron_backward(ctypes.byref(cp), _ptr(h), _ptr(gs), _ptr(gx), T, N, torch.get_num_threads())
+    lib.snn_neuron_backward(ctypes.byref(cp), _ptr(h), _ptr(gs), _ptr(gx), T, N, torch.get_num_threads(),
+                            int(dtype == torch.bfloat16))
     return gx
 
 
@@ -309,7 +319,8 @@ def force_torch(on: bool) -> None:
 
 
 def _use_c(x: torch.Tensor) -> bool:
-    return not _FORCE_TORCH and x.dtype == torch.float32 and x.device.type == "cpu" and library() is not None
+    return (not _FORCE_TORCH and x.dtype in (torch.float32, torch.bfloat16) and x.device.type == "cpu"
+            and library() is not None)
 
 
 def _forward(p, x, v0, keep_h, keep_state=True):
@@ -322,6 +333,7 @@ class _FusedNeuron(torch.autograd.Function):
         s, h, _ = _forward(p, x, v0, keep_h=True, keep_state=False)  # training runs whole sequences
         ctx.p = p
         ctx.shape = x.shape
+        ctx.dtype = x.dtype
         ctx.save_for_backward(h)
         return s
 
@@ -329,8 +341,11 @@ class _FusedNeuron(torch.autograd.Function):
     def backward(ctx, gs):
         (h,) = ctx.saved_tensors
         if gs is None:
-            gs = torch.zeros(ctx.shape, dtype=h.dtype)
-        gx = _c_backward(ctx.p, h, gs) if _use_c(h) else _torch_backward(ctx.p, h, gs.to(h.dtype))
+            gs = torch.zeros(ctx.shape, dtype=ctx.dtype)
+        if _use_c(h):
+            gx = _c_backward(ctx.p, h, gs, ctx.dtype)
+        else:
+            gx = _torch_backward(ctx.p, h, gs.to(h.dtype)).to(ctx.dtype)
         return gx.view(ctx.shape), None, None
 
 
@@ -359,6 +374,13 @@ def run(p: LIFParams | ILIFParams, x: torch.Tensor, v0: torch.Tensor | None = No
         raise ValueError(f"neuron input must be a floating-point tensor, got {x.dtype}")
     if x.device.type != "cpu" and not _FORCE_TORCH:
         return _spikingjelly(p, x, v0)
+    if x.dtype in (torch.bfloat16, torch.float16) and not _use_c(x):
+        # fp32 island under CPU autocast (bf16 training) where the C kernel cannot read the input (no
+        # compiler, fp16, force_torch): run the fp32 path on an exact fp32 copy and return the spikes
+        # (counts, exact) in the input's dtype; autograd casts the gradient back. The C kernel does the
+        # same without the copies (neuron.c, "bf16").
+        s, vT = run(p, x.float(), v0, keep_state)
+        return s.to(x.dtype), vT
     if torch.is_grad_enabled() and x.requires_grad:
         if keep_state:
             raise ValueError("state across calls (streaming) is for inference: run it under torch.no_grad()")

@@ -10,6 +10,12 @@
  * (x_tstride = 0, the encoding layer's output repeated over T). Elements are processed in blocks so
  * that the inner loop runs over contiguous memory and vectorises.
  *
+ * bf16 (the *_bf16 entry points, bf16 autocast training): x, s, the spike gradient and the input
+ * gradient are bfloat16; each block is widened to float32 on the way in and rounded to nearest even
+ * on the way out (as torch's .to(torch.bfloat16) does; NaN -> 0x7FC0), and everything in between is
+ * the float32 arithmetic above, with the membrane (h, v0, vT) in float32. So the results equal the
+ * float32 kernel's on the widened input, rounded: an fp32 island without the casts' extra passes.
+ *
  * kind: 0 = LIF (H = V + (X - (V - R)) / tau), 1 = IF (H = V + X),
  *       2 = I-LIF (H = decay * V + X, C = round(clip(H / th, 0, D)), V = H - C th).
  * reset (LIF / IF): hard = 1 -> V = R after a spike, else soft: V = H - th. The reset is detached
@@ -31,13 +37,47 @@ typedef struct {
 
 typedef struct {
     const Params *p;
-    const float *x; int64_t xs;     /* input and its stride along t (0 or N) */
+    const void *x; int64_t xs;      /* input and its stride along t (0 or N) */
     const float *v0;                /* initial membrane or NULL (zeros) */
-    float *s, *h, *vT;              /* spikes, charged membrane (NULL: not kept), final membrane */
-    const float *gs;                /* backward: gradient of the spikes */
-    float *gx;                      /* backward: gradient of the input */
+    void *s; float *h, *vT;         /* spikes, charged membrane (NULL: not kept), final membrane */
+    const void *gs;                 /* backward: gradient of the spikes */
+    void *gx;                       /* backward: gradient of the input */
     int64_t T, N, i0, i1;
+    int bf16;                       /* x, s, gs, gx are bfloat16 (else float32) */
 } Job;
+
+static inline float bf16_to_float(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint16_t float_to_bf16(float f) {  /* round to nearest even, as c10::BFloat16 */
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* a block of n values at element offset `at` of a float32 or bf16 array, as float32 (bf16: widened into buf) */
+static inline const float *load_block(const void *a, int bf16, int64_t at, int64_t n, float *buf) {
+    if (!bf16) return (const float *)a + at;
+    const uint16_t *b = (const uint16_t *)a + at;
+    for (int64_t k = 0; k < n; ++k) buf[k] = bf16_to_float(b[k]);
+    return buf;
+}
+
+/* where to compute a block that goes to offset `at`: in place (float32) or in buf (bf16, stored after) */
+static inline float *out_block(void *a, int bf16, int64_t at, float *buf) {
+    return bf16 ? buf : (float *)a + at;
+}
+
+static inline void store_block(void *a, int bf16, int64_t at, int64_t n, const float *buf) {
+    if (!bf16) return;
+    uint16_t *b = (uint16_t *)a + at;
+    for (int64_t k = 0; k < n; ++k) b[k] = float_to_bf16(buf[k]);
+}
 
 /* round half to even for 0 <= x < 2^23 (the clipped count), NaN stays NaN: adding 2^23 leaves no
  * fraction bits, so the addition rounds (to nearest, ties to even) and the subtraction is exact. Valid
@@ -49,11 +89,11 @@ static inline float round_even(float x) {
 static void forward_block(const Job *j, int64_t b0, int64_t n) {
     const int kind = j->p->kind, hard = j->p->hard;
     const float tau = j->p->tau, th = j->p->th, reset = j->p->reset, decay = j->p->decay, levels = j->p->levels;
-    float v[BLOCK], scratch[BLOCK];
+    float v[BLOCK], scratch[BLOCK], xbuf[BLOCK], sbuf[BLOCK];
     for (int64_t k = 0; k < n; ++k) v[k] = j->v0 ? j->v0[b0 + k] : 0.0f;
     for (int64_t t = 0; t < j->T; ++t) {
-        const float *restrict x = j->x + t * j->xs + b0;
-        float *restrict s = j->s + t * j->N + b0;
+        const float *restrict x = load_block(j->x, j->bf16, t * j->xs + b0, n, xbuf);
+        float *restrict s = out_block(j->s, j->bf16, t * j->N + b0, sbuf);
         float *restrict h = j->h ? j->h + t * j->N + b0 : scratch;  /* inference: H is not kept */
         /* one branch-free loop per neuron kind, so that the compiler vectorises each */
         if (kind == 2) {
@@ -89,6 +129,7 @@ static void forward_block(const Job *j, int64_t b0, int64_t n) {
                 h[k] = hk;
             }
         }
+        store_block(j->s, j->bf16, t * j->N + b0, n, s);
     }
     if (j->vT) memcpy(j->vT + b0, v, (size_t)n * sizeof(float));
 }
@@ -97,12 +138,12 @@ static void backward_block(const Job *j, int64_t b0, int64_t n) {
     const int kind = j->p->kind, hard = j->p->hard;
     const float tau = j->p->tau, th = j->p->th, lower = j->p->lower, upper = j->p->upper, dh = j->p->dh;
     const float alpha_a = j->p->alpha_a, alpha_b = j->p->alpha_b;
-    float carry[BLOCK];
+    float carry[BLOCK], gsbuf[BLOCK], gxbuf[BLOCK];
     for (int64_t k = 0; k < n; ++k) carry[k] = 0.0f;
     for (int64_t t = j->T - 1; t >= 0; --t) {
         const float *restrict h = j->h + t * j->N + b0;
-        const float *restrict gs = j->gs + t * j->N + b0;
-        float *restrict gx = j->gx + t * j->N + b0;
+        const float *restrict gs = load_block(j->gs, j->bf16, t * j->N + b0, n, gsbuf);
+        float *restrict gx = out_block(j->gx, j->bf16, t * j->N + b0, gxbuf);
         if (kind == 2) {
             /* straight-through: (gs * window) / th, as autograd differentiates SpikingJelly's
              * count = hard + window * (H/th - detach(H/th)); the reset uses the detached count */
@@ -139,6 +180,7 @@ static void backward_block(const Job *j, int64_t b0, int64_t n) {
                 }
             }
         }
+        store_block(j->gx, j->bf16, t * j->N + b0, n, gx);
     }
 }
 
@@ -179,17 +221,19 @@ static void parallel(void *(*fn)(void *), Job base, int threads) {
     }
 }
 
-int snn_neuron_forward(const Params *p, const float *x, int64_t xs, const float *v0, float *s, float *h, float *vT,
-                       int64_t T, int64_t N, int threads) {
-    Job j = {p, x, xs, v0, s, h, vT, NULL, NULL, T, N, 0, N};
+/* bf16: x, s (forward) and gs, gx (backward) are bfloat16 arrays; h, v0, vT are float32 either way */
+int snn_neuron_forward(const Params *p, const void *x, int64_t xs, const float *v0, void *s, float *h, float *vT,
+                       int64_t T, int64_t N, int threads, int bf16) {
+    Job j = {p, x, xs, v0, s, h, vT, NULL, NULL, T, N, 0, N, bf16};
     parallel(run_forward, j, threads);
     return 0;
 }
 
-int snn_neuron_backward(const Params *p, const float *h, const float *gs, float *gx, int64_t T, int64_t N, int threads) {
-    Job j = {p, NULL, 0, NULL, NULL, (float *)h, NULL, gs, gx, T, N, 0, N};
+int snn_neuron_backward(const Params *p, const float *h, const void *gs, void *gx, int64_t T, int64_t N, int threads,
+                        int bf16) {
+    Job j = {p, NULL, 0, NULL, NULL, (float *)h, NULL, gs, gx, T, N, 0, N, bf16};
     parallel(run_backward, j, threads);
     return 0;
 }
 
-int snn_neuron_abi(void) { return 1; }
+int snn_neuron_abi(void) { return 2; }
