@@ -51,13 +51,17 @@ def test_deployment_report_rows_ratios_and_targets():
                             log=lambda s: None)
     assert [(r["model"], r["runtime"]) for r in rep["rows"]] == [
         ("snnvit-yolo", "pytorch"), ("snnvit-yolo", "pytorch (BN not folded)"), ("yolov8n", "pytorch"),
-        ("snnvit-yolo", "onnxruntime"), ("yolov8n", "onnxruntime")]
+        ("snnvit-yolo", "onnxruntime"), ("yolov8n", "onnxruntime"), ("snnvit-yolo", "int8 (openvino)"),
+        ("yolov8n", "int8 (openvino)")]
     for r in rep["rows"]:
         assert r["ms_per_image"] > 0 and 0 < r["fraction_of_peak"] and r["gflops_per_image"] > 0
-    assert set(rep["ratios"]) == {"inference_pytorch", "inference_onnxruntime", "train_step"}
-    assert rep["targets"] == TARGETS and set(rep["targets_met"]) == {"inference_pytorch", "train_step"}
+    assert set(rep["ratios"]) == {"inference_pytorch", "inference_onnxruntime", "inference_int8",
+                                  "inference_int8_yolov8n", "train_step"}
+    assert rep["targets"] == TARGETS and set(rep["targets_met"]) == {"inference_pytorch", "inference_int8", "train_step"}
     snn = {r["runtime"]: r["ms_per_image"] for r in rep["rows"] if r["model"] == "snnvit-yolo"}
     yolo = {r["runtime"]: r["ms_per_image"] for r in rep["rows"] if r["model"] == "yolov8n"}
     assert abs(rep["ratios"]["inference_pytorch"] - snn["pytorch"] / yolo["pytorch"]) < 1e-9
     md = deployment_markdown(rep)
-    assert md.count("\n| ") == 6 and "Training step" in md
+    int8 = [r for r in rep["rows"] if r["runtime"] == "int8 (openvino)"]
+    assert abs(rep["ratios"]["inference_int8"] - int8[0]["ms_per_image"] / int8[0]["yolov8n_same_rounds_ms"]) < 1e-9
+    assert md.count("\n| ") == 8 and "Training step" in md

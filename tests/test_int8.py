@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-
 import detector  # noqa: F401
 from detector.infer import load_runtime, predict_image
 from detector.infer import int8_runtime as i8
@@ -84,13 +83,17 @@ def test_count_bounds_follow_the_graph_structure():
              helper.make_node("Cast", ["gt"], ["mask"], to=TensorProto.FLOAT),
              helper.make_node("Mul", ["mask", "count"], ["masked"]),
              helper.make_node("Mul", ["count", "count"], ["square"]),
-             helper.make_node("Relu", ["x"], ["real"])]
-    for i, t in enumerate(["count", "signed_count", "masked", "square", "real", "x"]):
+             helper.make_node("Relu", ["x"], ["real"]),
+             helper.make_node("Resize", ["count", "", "scales"], ["nearest"], mode="nearest"),
+             helper.make_node("Resize", ["count", "", "scales"], ["linear"], mode="linear")]
+    for i, t in enumerate(["count", "signed_count", "masked", "square", "real", "x", "nearest", "linear"]):
         nodes.append(helper.make_node("Conv", [t, "w"], [f"y{i}"]))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])], [],
-                              [c("zero", 0.0), c("four", 4.0), c("minus", -1.0), c("w", np.ones((1, 1, 1, 1)))])
+                              [c("zero", 0.0), c("four", 4.0), c("minus", -1.0), c("w", np.ones((1, 1, 1, 1))),
+                               c("scales", [1.0, 1.0, 2.0, 2.0])])
     bounds = i8.count_bounds(onnx.helper.make_model(graph).graph)
-    assert bounds == {"count": 4, "signed_count": None, "masked": 4, "square": 16, "real": None, "x": None}
+    assert bounds == {"count": 4, "signed_count": None, "masked": 4, "square": 16, "real": None, "x": None,
+                      "nearest": 4, "linear": None}  # linear interpolation of counts makes fractions
 
 
 def neuron_outputs(rt, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -4,18 +4,18 @@ Every spiking layer's input is a count in {0..D}: an integer that uint8 holds ex
 zero point 0. So the convolutions fed by spikes need no calibration: their inputs are quantised without
 error, their weights per output channel to int8 (symmetric, scale = max |w| / 127), and the product is
 accumulated in int32 and scaled back to float32, because the result is a membrane's input current (a
-real number), not the input of another quantised layer. The only error is the weights' rounding. One
-int8 term moves each membrane by about 0.3 % of its input's spread, which flips the spikes lying that
-close to a rounding threshold and, compounded over the network, cost 0.007 SSDD test mAP; so each
-weight is two int8 terms (the second quantises the first's rounding error, 254 times finer: two int8
-convolutions of the same input, summed), which leaves the detections as eager's (docs/design.md,
-section 10; ``tests/test_int8.py`` counts the spikes that differ on real images).
+real number), not the input of another quantised layer. The only error is the weights' rounding, but
+the network amplifies it: a flipped spike changes the next layer's input. With one int8 term per weight
+12 % of the counts differ from eager's and SSDD test mAP moved by 0.007; so each weight is two int8
+terms (the second quantises the first's rounding error, 254 times finer: two int8 convolutions of the
+same input, summed). Measured accuracy and the trade-off: docs/design.md, section 10;
+``tests/test_int8.py`` counts the spikes that differ on real images.
 
 What stays float32: the encoding convolution (real pixels), the neurons (charge, fire, reset), the
-attention's products and scales, the convolutions fed by them, and the head's decoding (DFL). A
-convolution is quantised when its input is, by the graph's own structure, a neuron's output (a
-``Round``) passed on by operations that only move or repeat values (reshape, concatenation,
-nearest-neighbour upsampling...), and its weights are constant.
+attention's salience and the head's decoding (DFL). A convolution is quantised when its input is, by
+the graph's own structure, a count (``count_bounds``): a neuron's output or a mask, passed on by
+operations that only move or repeat values (reshape, concatenation, nearest-neighbour upsampling...)
+or multiplied by another count (the attention's masked V), and its weights are constant.
 
 How the graph is made (``build_graph``): the checkpoint is exported to ONNX (``detector.export``, height
 and width dynamic), ONNX Runtime folds the constants (the head's folded readout weights are computed in
@@ -67,6 +67,12 @@ def require_int8():
         raise ValueError(f"the int8 runtime needs the optional extra: pip install -e \".[int8]\" ({e.name} is missing)") from e
 
 
+def _attr(node, name: str, default):
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
 def count_bounds(graph) -> dict[str, int | None]:
     """For each tensor of an ONNX graph that feeds a convolution: the largest value it can hold if it
     is, by the graph's structure, a count (a non-negative integer), else None. Counts are made by a
@@ -100,7 +106,7 @@ def count_bounds(graph) -> dict[str, int | None]:
         elif n.op_type == "Cast":
             src = producer.get(n.input[0])
             b = 1 if src is not None and src.op_type in COMPARISONS else None
-        elif n.op_type in COUNT_PRESERVING:
+        elif n.op_type in COUNT_PRESERVING and not (n.op_type == "Resize" and _attr(n, "mode", b"nearest") != b"nearest"):
             b = bound(n.input[0])
         elif n.op_type in ("Concat", "Mul"):
             parts = [bound(i) for i in n.input]
