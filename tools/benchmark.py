@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true", help="deployment mode: also time torch.compile (slow to compile)")
     ap.add_argument("--no-onnx", action="store_true", help="deployment mode: skip ONNX Runtime")
     ap.add_argument("--no-int8", action="store_true", help="deployment mode: skip the int8 runtime (OpenVINO)")
+    ap.add_argument("--no-train", action="store_true", help="deployment mode: skip the training step")
     ap.add_argument("--variants", nargs="+", default=None, help="sweep mode: untrained variants (n s m)")
     ap.add_argument("--sizes", nargs="+", type=int, default=None,
                     help="sweep mode: image sizes (default 512 640); --size-plot: (default 320 416 512 640)")
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
             require_int8()
         rep = deployment_report(a.weights, a.imgsz, a.batch, a.train_batch, a.compile, not a.no_onnx,
                                 2 if a.warmup is None else a.warmup, 10 if a.repeats is None else a.repeats,
-                                int8=not a.no_int8)
+                                int8=not a.no_int8, train=not a.no_train)
         print(deployment_markdown(rep))
     if a.json:
         from detector.files import atomic_write_text
