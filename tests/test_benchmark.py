@@ -65,3 +65,13 @@ def test_deployment_report_rows_ratios_and_targets():
     int8 = [r for r in rep["rows"] if r["runtime"] == "int8 (openvino)"]
     assert abs(rep["ratios"]["inference_int8"] - int8[0]["ms_per_image"] / int8[0]["yolov8n_same_rounds_ms"]) < 1e-9
     assert md.count("\n| ") == 8 and "Training step" in md
+
+
+def test_speed_by_size_times_three_models_and_plots(tmp_path):
+    from detector.analysis.deploy_bench import plot_speed_by_size, speed_by_size
+
+    rep = speed_by_size(sizes=(64, 96), warmup=0, repeats=1, log=lambda s: None)
+    assert [r["imgsz"] for r in rep["rows"]] == [64, 96]
+    assert all(r[k] > 0 for r in rep["rows"] for k in ("eager", "int8", "yolov8n"))
+    png = plot_speed_by_size(rep, tmp_path / "speed.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

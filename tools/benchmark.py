@@ -7,7 +7,7 @@
     python tools/benchmark.py --device 0 --data data/ssdd/data.yaml --json gpu.json   # the GPU table (+ a training epoch)
     python tools/benchmark.py --variants n s m --sizes 512 640 --batches 1 8 --json sweep.json   # untrained variants
     python tools/benchmark.py --neurons --compile --json neurons.json   # neuron implementations on one layer
-    python tools/benchmark.py --threads 2 --size-plot images/speed_by_size.png --json size.json   # eager, int8, YOLOv8n
+    python tools/benchmark.py --threads 2 --size-plot docs/results/speed_by_size.png --json size.json   # eager, int8, YOLOv8n
 
 The first form prints the ratios to YOLOv8n that the project targets (PyTorch eager inference <= 1.5x,
 a training step <= 2.5x) and the fraction of the machine's measured matmul peak. With --device (a CUDA
