@@ -195,9 +195,12 @@ def test_cache_is_built_once_and_never_used_for_other_weights(int8, cache):
 
 
 def test_refusals(int8):
-    with pytest.raises(ValueError, match="runs on cpu"):
-        load_runtime("ssdd", device="cuda", runtime="int8") if torch.cuda.is_available() else \
-            detector.infer.runtime.choose_runtime("int8", resolve_weights("ssdd"), "cuda")
+    from detector.infer.runtime import choose_runtime
+
+    with pytest.raises(ValueError, match="runtime int8 runs on cpu, not cuda"):
+        choose_runtime("int8", resolve_weights("ssdd"), "cuda")
+    with pytest.raises(ValueError, match="AMP"):
+        load_runtime("ssdd", runtime="int8", amp=True)
     with pytest.raises(ValueError, match="multiples of 32"):
         int8(torch.zeros(1, 3, 100, 100))
 

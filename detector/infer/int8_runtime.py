@@ -272,9 +272,7 @@ class Int8Runtime(Runtime):
         not made from these weights."""
         from ..weights import sha256
 
-        require_int8()
-        if torch.device(device).type != "cpu" or amp:
-            raise ValueError("the int8 runtime runs on the CPU, in integer arithmetic (no --device or AMP)")
+        require_int8()  # the device (CPU) and AMP (none) were checked by load_runtime against the table
         sha = sha256(path)
         graph = cache_path(sha, cls.terms)
         try:
