@@ -64,11 +64,13 @@ def traceable(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None = None, batch: int = 1,
-                overwrite: bool = False, model: nn.Module | None = None) -> Path:
+                overwrite: bool = False, model: nn.Module | None = None, dynamic_size: bool = False) -> Path:
     """Export weights (a shipped model's name or a path; default: the default shipped model) or a loaded
     ``model`` to ``out`` (an ``.onnx`` file), at ``imgsz`` (default: the training size), with a dynamic
     batch axis (``batch`` is the example). Weights are exported with batch norm folded (the eager
-    runtime's model); the graph is traced on the CPU (it does not depend on the device)."""
+    runtime's model); the graph is traced on the CPU (it does not depend on the device).
+    ``dynamic_size``: height and width stay dynamic too (the int8 runtime's graph, fixed per input shape
+    when it is compiled); the metadata's ``imgsz`` is then the example size and ``dynamic_size`` is 1."""
     from .infer.runtime import load_torch_model
     from .models.settings import settings_of
     from .weights import resolve_weights, sha256
@@ -95,7 +97,9 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     x = torch.zeros(batch, 3, imgsz, imgsz)
     meta = {"format": ONNX_FORMAT, "names": json.dumps({int(k): v for k, v in model.names.items()}),
             "imgsz": str(imgsz), "timesteps": str(int(model.timesteps)), "levels": str(_levels(model)),
-            "source_sha256": src_sha or "", "train_image_size": str(settings.train_image_size or "")}
+            "source_sha256": src_sha or "", "train_image_size": str(settings.train_image_size or ""),
+            "dynamic_size": str(int(dynamic_size))}
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -106,7 +110,7 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: the one that unrolls T
             torch.onnx.export(model, (x,), str(tmp), input_names=["images"], output_names=["predictions"],
-                              dynamic_axes={"images": {0: "batch"}, "predictions": {0: "batch"}}, opset_version=OPSET,
+                              dynamic_axes={"images": axes, "predictions": {0: "batch", **({2: "anchors"} if dynamic_size else {})}}, opset_version=OPSET,
                               dynamo=False, do_constant_folding=True)
         import onnx
 

@@ -51,16 +51,20 @@ def test_deployment_report_rows_ratios_and_targets():
                             log=lambda s: None)
     assert [(r["model"], r["runtime"]) for r in rep["rows"]] == [
         ("snnvit-yolo", "pytorch"), ("snnvit-yolo", "pytorch (BN not folded)"), ("yolov8n", "pytorch"),
-        ("snnvit-yolo", "onnxruntime"), ("yolov8n", "onnxruntime")]
+        ("snnvit-yolo", "onnxruntime"), ("yolov8n", "onnxruntime"), ("snnvit-yolo", "int8 (openvino)"),
+        ("yolov8n", "int8 (openvino)")]
     for r in rep["rows"]:
         assert r["ms_per_image"] > 0 and 0 < r["fraction_of_peak"] and r["gflops_per_image"] > 0
-    assert set(rep["ratios"]) == {"inference_pytorch", "inference_onnxruntime", "train_step"}
-    assert rep["targets"] == TARGETS and set(rep["targets_met"]) == {"inference_pytorch", "train_step"}
+    assert set(rep["ratios"]) == {"inference_pytorch", "inference_onnxruntime", "inference_int8",
+                                  "inference_int8_yolov8n", "train_step"}
+    assert rep["targets"] == TARGETS and set(rep["targets_met"]) == {"inference_pytorch", "inference_int8", "train_step"}
     snn = {r["runtime"]: r["ms_per_image"] for r in rep["rows"] if r["model"] == "snnvit-yolo"}
     yolo = {r["runtime"]: r["ms_per_image"] for r in rep["rows"] if r["model"] == "yolov8n"}
     assert abs(rep["ratios"]["inference_pytorch"] - snn["pytorch"] / yolo["pytorch"]) < 1e-9
     md = deployment_markdown(rep)
-    assert md.count("\n| ") == 6 and "Training step" in md
+    int8 = [r for r in rep["rows"] if r["runtime"] == "int8 (openvino)"]
+    assert abs(rep["ratios"]["inference_int8"] - int8[0]["ms_per_image"] / int8[0]["yolov8n_same_rounds_ms"]) < 1e-9
+    assert md.count("\n| ") == 8 and "Training step" in md
 
 
 def test_precision_report_rows_and_speedups():
@@ -76,3 +80,13 @@ def test_precision_report_rows_and_speedups():
     assert rep["meets_target"] == (rep["rows"][0]["speedup"] >= TARGET)
     md = precision_markdown(rep)
     assert md.count("\n| ") == 3 and "bf16 / fp32" in md
+
+
+def test_speed_by_size_times_three_models_and_plots(tmp_path):
+    from detector.analysis.deploy_bench import plot_speed_by_size, speed_by_size
+
+    rep = speed_by_size(sizes=(64, 96), warmup=0, repeats=1, log=lambda s: None)
+    assert [r["imgsz"] for r in rep["rows"]] == [64, 96]
+    assert all(r[k] > 0 for r in rep["rows"] for k in ("eager", "int8", "yolov8n"))
+    png = plot_speed_by_size(rep, tmp_path / "speed.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Speed benchmarks, each beside YOLOv8n in the same run (CPU, or a CUDA GPU with --device).
 
-    python tools/benchmark.py --json deploy.json                 # the shipped model: PyTorch, ONNX Runtime; training step
+    python tools/benchmark.py --json deploy.json                 # the shipped model: PyTorch, ONNX Runtime, int8; training step
     python tools/benchmark.py --compile --json deploy.json       # ... and torch.compile (slow to compile, reported)
     taskset -c 0 python tools/benchmark.py --threads 1 --no-onnx # on one core (others busy), one thread
     python tools/benchmark.py --device 0 --data data/ssdd/data.yaml --json gpu.json   # the GPU table (+ a training epoch)
     python tools/benchmark.py --variants n s m --sizes 512 640 --batches 1 8 --json sweep.json   # untrained variants
     python tools/benchmark.py --neurons --compile --json neurons.json   # neuron implementations on one layer
     python tools/benchmark.py --precision --threads 2 --imgsz 416 --train-batch 8   # training step, bf16 vs fp32
+    python tools/benchmark.py --threads 2 --size-plot docs/results/speed_by_size.png --json size.json   # eager, int8, YOLOv8n
 
 The first form prints the ratios to YOLOv8n that the project targets (PyTorch eager inference <= 1.5x,
 a training step <= 2.5x) and the fraction of the machine's measured matmul peak. With --device (a CUDA
@@ -34,8 +35,13 @@ def main(argv=None) -> int:
     ap.add_argument("--train-batch", type=int, default=8, help="deployment mode: training-step batch")
     ap.add_argument("--compile", action="store_true", help="deployment mode: also time torch.compile (slow to compile)")
     ap.add_argument("--no-onnx", action="store_true", help="deployment mode: skip ONNX Runtime")
+    ap.add_argument("--no-int8", action="store_true", help="deployment mode: skip the int8 runtime (OpenVINO)")
+    ap.add_argument("--no-train", action="store_true", help="deployment mode: skip the training step")
     ap.add_argument("--variants", nargs="+", default=None, help="sweep mode: untrained variants (n s m)")
-    ap.add_argument("--sizes", nargs="+", type=int, default=[512, 640], help="sweep mode: image sizes")
+    ap.add_argument("--sizes", nargs="+", type=int, default=None,
+                    help="sweep mode: image sizes (default 512 640); --size-plot: (default 320 416 512 640)")
+    ap.add_argument("--size-plot", default=None, metavar="PNG", help="ms per image against image size (eager, int8, "
+                    "YOLOv8n) plotted to PNG, at --batch")
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="sweep mode: batches")
     ap.add_argument("--timesteps", type=int, default=None, help="sweep mode: T (default: each config's)")
     ap.add_argument("--warmup", type=int, default=None)
@@ -75,10 +81,17 @@ def main(argv=None) -> int:
         from detector.analysis.neuron_bench import neuron_report
 
         rep = neuron_report(repeats=10 if a.repeats is None else a.repeats, compile=a.compile)
+    elif a.size_plot:
+        from detector.analysis.deploy_bench import SIZE_PLOT_SIZES, plot_speed_by_size, speed_by_size
+
+        checks.output_file(a.size_plot, "--size-plot")
+        rep = speed_by_size(a.weights, a.sizes or SIZE_PLOT_SIZES, a.batch, 2 if a.warmup is None else a.warmup,
+                            10 if a.repeats is None else a.repeats)
+        print(f"plot: {plot_speed_by_size(rep, a.size_plot)}")
     elif a.variants:
         from detector.analysis.benchmark import markdown, run
 
-        rep = run(a.variants, a.sizes, a.batches, a.timesteps, 1 if a.warmup is None else a.warmup,
+        rep = run(a.variants, a.sizes or [512, 640], a.batches, a.timesteps, 1 if a.warmup is None else a.warmup,
                   3 if a.repeats is None else a.repeats, not a.no_baseline)
         print(markdown(rep))
     else:
@@ -88,8 +101,13 @@ def main(argv=None) -> int:
             from detector.infer.onnx_runtime import require_onnx
 
             require_onnx()
+        if not a.no_int8:
+            from detector.infer.int8_runtime import require_int8
+
+            require_int8()
         rep = deployment_report(a.weights, a.imgsz, a.batch, a.train_batch, a.compile, not a.no_onnx,
-                                2 if a.warmup is None else a.warmup, 10 if a.repeats is None else a.repeats)
+                                2 if a.warmup is None else a.warmup, 10 if a.repeats is None else a.repeats,
+                                int8=not a.no_int8, train=not a.no_train)
         print(deployment_markdown(rep))
     if a.json:
         from detector.files import atomic_write_text

@@ -19,9 +19,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="dataset YAML")
     ap.add_argument("--weights", default=None, help=_bootstrap.WEIGHTS_HELP)
-    ap.add_argument("--runtime", default="auto", choices=["auto", "eager", "compiled"],
+    ap.add_argument("--runtime", default="auto", choices=["auto", "eager", "compiled", "int8"],
                     help="auto = eager (PyTorch, batch norm folded); compiled = torch.compile (first calls compile, "
-                         "time printed, cached on disk)")
+                         "time printed, cached on disk); int8 = integer convolutions through OpenVINO (CPU)")
     ap.add_argument("--split", default="val", choices=["train", "val", "test"])
     ap.add_argument("--json", default=None, help="write the metrics to this JSON file")
     ap.add_argument("--imgsz", type=int, default=None, help="default: the size the weights were trained at, else 640")

@@ -177,7 +177,7 @@ def evaluate(
     class_map: dict[str, str] | None = None,
     runtime: str = "auto",
 ) -> dict[str, Any]:
-    """Evaluate weights (a shipped model's name or a path, run by ``runtime``: ``eager`` or ``compiled``,
+    """Evaluate weights (a shipped model's name or a path, run by ``runtime``: ``eager``, ``compiled`` or ``int8``,
     ``detector.infer.RUNTIMES``) or a loaded ``model`` on a dataset split; print and return the metrics.
 
     Keys: ``precision``, ``recall``, ``map50``, ``map`` (overall), ``per_class`` (list of dicts),
@@ -210,7 +210,7 @@ def evaluate(
         spec = choose_runtime(runtime, resolve_weights(weights), dev.kind)
         if not spec.validates:
             raise ValueError(f"runtime {spec.name} runs one input shape; evaluation's batches change shape: use "
-                             "--runtime eager or compiled (an ONNX export: evaluate its .pt checkpoint)")
+                             "--runtime eager, compiled or int8 (an ONNX export: evaluate its .pt checkpoint)")
         rt = load_runtime(weights, dev, spec.name)
         model = rt.module if spec.name == "eager" else rt.as_module()
     check_class_names(model.names, ds["names"], class_map, weights or "the model", data)

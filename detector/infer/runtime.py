@@ -4,8 +4,8 @@ A ``Runtime`` is called on a letterboxed batch ``(B, 3, S, S)`` in [0, 1] on its
 the decoded predictions ``(B, 4 + nc, anchors)`` (boxes xywh in input pixels, class scores), which
 Ultralytics' NMS turns into detections; ``settings`` is the model's ``ModelSettings`` (class names,
 T, D, sizes). ``RUNTIMES`` is the table, one row per runtime: which weights files it runs (suffix), on
-which devices, and where its implementation lives. Adding a runtime (TorchScript, TensorRT,
-OpenVINO...) is one row here and one module in this package.
+which devices, and where its implementation lives. Adding a runtime (TorchScript, TensorRT...) is one
+row here and one module in this package.
 
 ``load_runtime`` turns ``--weights`` (a shipped model's name or a path), ``--device`` and
 ``--runtime`` into a ready runtime; every tool loads through it. ``as_runtime`` wraps a PyTorch
@@ -53,6 +53,9 @@ RUNTIMES: dict[str, RuntimeSpec] = {s.name: s for s in (
                 "CUDA graphs: the forward captured once per input shape and replayed without kernel launches"),
     RuntimeSpec("onnx", (".onnx",), ("cpu", "cuda"), True, False, "onnx_runtime:OnnxRuntime",
                 "ONNX Runtime, CPU or CUDA execution provider (the default for .onnx)"),
+    RuntimeSpec("int8", (".pt",), ("cpu",), True, True, "int8_runtime:Int8Runtime",
+                "OpenVINO, spike-fed convolutions in int8 (exact uint8 spike counts, int8 per-channel weights, "
+                "int32 sums); graph built once per checkpoint and cached"),
 )}
 AUTO = {".pt": "eager", ".onnx": "onnx"}  # --runtime auto: by the weights' suffix
 
@@ -155,7 +158,7 @@ def load_runtime(weights: str | Path | None = None, device: Any = "cpu", runtime
     dev = resolve_device(device)
     path = resolve_weights(weights)
     spec = choose_runtime(runtime, path, dev.kind)
-    if amp and (dev.kind != "cuda" or spec.name == "onnx"):
+    if amp and (dev.kind != "cuda" or spec.name in ("onnx", "int8")):
         raise ValueError("mixed precision (AMP) is for the PyTorch runtimes on CUDA")
     return spec.load().load(path, dev.torch, amp=amp)
 

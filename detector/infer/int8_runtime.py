@@ -1,0 +1,318 @@
+"""The int8 runtime: the spiking detector as integer arithmetic on the CPU, through OpenVINO.
+
+Every spiking layer's input is a count in {0..D}: an integer that uint8 holds exactly with scale 1 and
+zero point 0. So the convolutions fed by spikes need no calibration: their inputs are quantised without
+error, their weights per output channel to int8 (symmetric, scale = max |w| / 127), and the product is
+accumulated in int32 and scaled back to float32, because the result is a membrane's input current (a
+real number), not the input of another quantised layer. The only error is the weights' rounding, but
+the network amplifies it: a flipped spike changes the next layer's input. With one int8 term per weight
+12 % of the counts differ from eager's and SSDD test mAP moved by 0.007; so each weight is two int8
+terms (the second quantises the first's rounding error, 254 times finer: two int8 convolutions of the
+same input, summed). Measured accuracy and the trade-off: docs/design.md, section 10;
+``tests/test_int8.py`` counts the spikes that differ on real images.
+
+What stays float32: the encoding convolution (real pixels), the neurons (charge, fire, reset), the
+attention's salience and the head's decoding (DFL). A convolution is quantised when its input is, by
+the graph's own structure, a count (``count_bounds``): a neuron's output or a mask, passed on by
+operations that only move or repeat values (reshape, concatenation, nearest-neighbour upsampling...)
+or multiplied by another count (the attention's masked V), and its weights are constant.
+
+How the graph is made (``build_graph``): the checkpoint is exported to ONNX (``detector.export``, height
+and width dynamic), ONNX Runtime folds the constants (the head's folded readout weights are computed in
+the graph), and each quantised convolution gets QuantizeLinear/DequantizeLinear on its input (scale 1,
+uint8) and DequantizeLinear on its int8 weights, with no quantisation after it. OpenVINO's CPU plugin
+reads the pairs as FakeQuantize and runs those convolutions as int8 x int8 -> int32 kernels (VNNI)
+with the dequantisation fused into their output; ONNX Runtime does not (without a quantised output it
+dequantises the weights and runs the float kernel, slower than float32 itself), hence OpenVINO
+(measured: docs/design.md, section 10).
+
+The graph depends on the weights only, so it is built once and cached in the project's cache folder,
+named by the checkpoint's sha256 and this module's format version: other weights never find it, and a
+corrupt or missing cache file is rebuilt. OpenVINO compiles it for each input shape it meets (about a
+second; the last few compilations are kept) in float32 precision for the unquantised parts (left to
+itself it would choose bfloat16 on CPUs that have it).
+
+``onnx``, ``onnxruntime`` (building the graph) and ``openvino`` (running it) are the optional extra
+``int8``: ``pip install -e ".[int8]"``; they are imported only when this runtime is chosen.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.settings import ModelSettings
+from .runtime import RUNTIMES, Runtime
+
+FORMAT = 1  # the graph builder's version, part of the cache name: raise it when build_graph changes
+COMPILED_SHAPES = 8  # compiled models kept (input shapes); evaluation's rect batches bring a handful
+# operations that pass values on unchanged (moved, repeated or gathered): what they pass of a count is a count
+COUNT_PRESERVING = {"Reshape", "Unsqueeze", "Squeeze", "Transpose", "Resize", "Slice", "Flatten", "Identity", "MaxPool",
+                    "Split", "Gather", "Expand", "Tile"}
+COMPARISONS = {"Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal", "Not", "And", "Or", "Xor"}
+UINT8_MAX = 255
+
+
+def require_int8():
+    """onnx, onnxruntime and openvino, or a one-line error saying how to install them."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"the int8 runtime needs the optional extra: pip install -e \".[int8]\" ({e.name} is missing)") from e
+
+
+def _attr(node, name: str, default):
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def count_bounds(graph) -> dict[str, int | None]:
+    """For each tensor of an ONNX graph that feeds a convolution: the largest value it can hold if it
+    is, by the graph's structure, a count (a non-negative integer), else None. Counts are made by a
+    neuron (``Round(Clip(x, lo, hi))`` with constant ``0 <= lo``: at most ``hi``) or a comparison cast
+    to a number (a mask: at most 1), and stay counts through count-preserving operations (max of a
+    concatenation's inputs, product of a multiplication's)."""
+    from onnx import numpy_helper
+
+    producer = {o: n for n in graph.node for o in n.output}
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name}
+    memo: dict[str, int | None] = {}
+
+    def const(name: str) -> float | None:
+        v = consts.get(name)
+        return float(v) if v is not None and v.size == 1 else None
+
+    def bound(t: str) -> int | None:
+        if t in memo:
+            return memo[t]
+        memo[t] = None  # a valid graph has no cycle; this only ends the recursion
+        n = producer.get(t)
+        b = None
+        if n is None:
+            pass
+        elif n.op_type == "Round":
+            clip = producer.get(n.input[0])
+            if clip is not None and clip.op_type == "Clip" and len(clip.input) == 3:
+                lo, hi = const(clip.input[1]), const(clip.input[2])
+                if lo is not None and hi is not None and 0 <= lo <= hi:
+                    b = int(np.floor(hi + 0.5))  # Round of a value <= hi
+        elif n.op_type == "Cast":
+            src = producer.get(n.input[0])
+            b = 1 if src is not None and src.op_type in COMPARISONS else None
+        elif n.op_type in COUNT_PRESERVING and not (n.op_type == "Resize" and _attr(n, "mode", b"nearest") != b"nearest"):
+            b = bound(n.input[0])
+        elif n.op_type in ("Concat", "Mul"):
+            parts = [bound(i) for i in n.input]
+            if parts and all(p is not None for p in parts):
+                b = max(parts) if n.op_type == "Concat" else int(np.prod(parts))
+        memo[t] = b
+        return b
+
+    return {n.input[0]: bound(n.input[0]) for n in graph.node if n.op_type == "Conv"}
+
+
+def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output channel (axis 0): ``(q, scale)`` with ``w ~ q * scale``; a channel of
+    zeros gets scale 1."""
+    w = w.astype(np.float64)
+    peak = np.abs(w.reshape(w.shape[0], -1)).max(1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0)
+    q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
+def weight_terms(w: np.ndarray, terms: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``w`` as a sum of ``terms`` int8 tensors with per-channel scales: each term quantises what the
+    ones before it left (the second term's scale is about 1/254 of the first's)."""
+    out, rest = [], w.astype(np.float64)
+    for _ in range(terms):
+        q, scale = quantize_weights(rest)
+        out.append((q, scale))
+        rest = rest - q.astype(np.float64) * scale.astype(np.float64).reshape(-1, *([1] * (w.ndim - 1)))
+    return out
+
+
+def fold_constants(src: Path) -> "onnx.ModelProto":  # noqa: F821 - onnx is imported lazily
+    """The ONNX graph ``src`` with its constant subgraphs computed (ONNX Runtime's basic level:
+    standard ONNX operators only), so every convolution's weights are an initializer."""
+    import onnx
+    import onnxruntime as ort
+
+    folded = src.with_name(f".{src.name}.folded")
+    try:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = str(folded)
+        opts.log_severity_level = 3  # its notes on the initializers the folding left unused are no news
+        ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+        return onnx.load(str(folded))
+    finally:
+        folded.unlink(missing_ok=True)
+
+
+def quantize_graph(src: Path, dst: Path, terms: int = 2) -> dict[str, list[str]]:
+    """Write ``dst``: the float ONNX graph ``src`` with constants folded and every convolution fed by
+    counts of at most 255 (``count_bounds``) given a uint8 input (scale 1, exact) and its weights as
+    ``terms`` int8 convolutions summed in float32 (``weight_terms``). Returns the names of the
+    convolutions quantised (``int8``) and kept float32 (``float32``)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = fold_constants(src)
+    g = model.graph
+    weights = {i.name: i for i in g.initializer}
+    bounds = count_bounds(g)
+    g.initializer.extend([numpy_helper.from_array(np.array(1.0, np.float32), "int8/one"),
+                          numpy_helper.from_array(np.array(0, np.uint8), "int8/zero_u8")])
+    nodes, quantized_inputs, report = [], {}, {"int8": [], "float32": []}
+    for n in g.node:
+        x = n.input[0] if n.input else ""
+        if n.op_type != "Conv" or n.input[1] not in weights or (bounds.get(x) or UINT8_MAX + 1) > UINT8_MAX:
+            report["float32"] += [n.name] if n.op_type == "Conv" else []
+            nodes.append(n)
+            continue
+        if x not in quantized_inputs:  # one Q/DQ pair per tensor, however many convolutions read it
+            nodes.append(helper.make_node("QuantizeLinear", [x, "int8/one", "int8/zero_u8"], [f"{x}/u8"]))
+            nodes.append(helper.make_node("DequantizeLinear", [f"{x}/u8", "int8/one", "int8/zero_u8"], [f"{x}/dq"]))
+            quantized_inputs[x] = f"{x}/dq"
+        w, out = n.input[1], n.output[0]
+        parts = []
+        for i, (q, scale) in enumerate(weight_terms(numpy_helper.to_array(weights[w]), terms)):
+            g.initializer.extend([numpy_helper.from_array(q, f"{w}/i8.{i}"), numpy_helper.from_array(scale, f"{w}/scale.{i}"),
+                                  numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{w}/zero.{i}")])
+            nodes.append(helper.make_node("DequantizeLinear", [f"{w}/i8.{i}", f"{w}/scale.{i}", f"{w}/zero.{i}"],
+                                          [f"{w}/dq.{i}"], axis=0))
+            inputs = [quantized_inputs[x], f"{w}/dq.{i}"] + (list(n.input[2:]) if i == 0 else [])  # the bias once
+            conv = helper.make_node("Conv", inputs, [f"{out}/term.{i}" if terms > 1 else out], name=f"{n.name}/term.{i}")
+            conv.attribute.extend(n.attribute)
+            nodes.append(conv)
+            parts.append(conv.output[0])
+        if terms > 1:
+            nodes.append(helper.make_node("Sum", parts, [out], name=f"{n.name}/sum"))
+        report["int8"].append(n.name)
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {i for n in g.node for i in n.input}
+    kept = [i for i in g.initializer if i.name in used]  # without the float weights the int8 ones replace
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return report
+
+
+def cache_path(sha: str, terms: int) -> Path:
+    """Where the graph of the weights with this sha256 is cached."""
+    from ..settings import cache_dir
+
+    return cache_dir("int8") / f"{sha}-w{terms}-v{FORMAT}-torch{torch.__version__.split('+')[0]}.onnx"
+
+
+def build_graph(weights: Path, out: Path, terms: int) -> dict[str, list[str]]:
+    """The int8 graph of checkpoint ``weights`` written to ``out`` (whole or not at all); returns the
+    report of ``quantize_graph``."""
+    import os
+
+    from ..export import export_onnx
+    from ..models.settings import settings_of
+    from .runtime import load_torch_model
+
+    model = load_torch_model(weights)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.float.onnx")  # the pid: two processes may build at once
+    part = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:
+        export_onnx(weights, tmp, settings_of(model).imgsz(), overwrite=True, model=model, dynamic_size=True)
+        report = quantize_graph(tmp, part, terms)
+        part.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+    return report
+
+
+def graph_settings(path: Path, sha: str) -> ModelSettings:
+    """The settings in the int8 graph's metadata (any input size); ValueError if the graph is not of
+    dynamic size or was made from other weights than those with this sha256."""
+    import onnx
+
+    from .onnx_runtime import read_metadata
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if meta.get("dynamic_size") != "1" or meta.get("source_sha256") != sha:
+        raise ValueError(f"{path}: not the int8 graph of the weights with sha256 {sha}")
+    s = read_metadata(path, meta)
+    return replace(s, train_imgsz=s.input_size, input_size=None)
+
+
+class Int8Runtime(Runtime):
+    spec = RUNTIMES["int8"]
+    terms = 2  # int8 terms per weight (``weight_terms``); one loses 0.007 SSDD mAP (docs/design.md, section 10)
+
+    def __init__(self, graph: str | Path, settings: ModelSettings, threads: int | None = None):
+        require_int8()
+        import openvino as ov
+
+        super().__init__(settings, torch.device("cpu"))
+        self.graph = Path(graph)
+        self.core = ov.Core()
+        self.threads = int(threads or torch.get_num_threads())
+        self.compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device, amp: bool = False) -> "Int8Runtime":
+        """The runtime for checkpoint ``path``: its cached graph, built first if missing, unreadable or
+        not made from these weights."""
+        from ..weights import sha256
+
+        require_int8()  # the device (CPU) and AMP (none) were checked by load_runtime against the table
+        sha = sha256(path)
+        graph = cache_path(sha, cls.terms)
+        try:
+            settings = graph_settings(graph, sha) if graph.is_file() else None
+        except Exception:  # noqa: BLE001 - a cache file cut short, damaged or foreign: rebuilt below
+            settings = None
+        if settings is None:
+            report = build_graph(path, graph, cls.terms)
+            from ultralytics.utils import LOGGER
+
+            LOGGER.info(f"int8 graph of {path.name}: {len(report['int8'])} convolutions int8, "
+                        f"{len(report['float32'])} float32; cached as {graph}")
+            settings = graph_settings(graph, sha)
+        return cls(graph, replace(settings, source=str(path)))
+
+    def compiled_for(self, shape: tuple[int, ...]):
+        """The model compiled for one input shape (kept for the next calls; the oldest dropped)."""
+        if shape in self.compiled:
+            self.compiled.move_to_end(shape)
+            return self.compiled[shape]
+        model = self.core.read_model(str(self.graph))
+        model.reshape({"images": list(shape)})
+        c = self.core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": self.threads,
+                                                   "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+        self.compiled[shape] = c.create_infer_request()
+        if len(self.compiled) > COMPILED_SHAPES:
+            self.compiled.popitem(last=False)
+        return self.compiled[shape]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2] % 32 or x.shape[-1] % 32:
+            raise ValueError(f"the int8 runtime takes (batch, 3, H, W) with H and W multiples of 32, got {tuple(x.shape)}")
+        request = self.compiled_for(tuple(x.shape))
+        y = request.infer({0: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
+        return torch.from_numpy(np.array(y[0]))
+
+    def __deepcopy__(self, memo: dict) -> "Int8Runtime":
+        # Ultralytics' validator deep-copies the model it is given; OpenVINO's objects cannot be copied, and
+        # the compiled graphs are never changed by a call, so the copy is this runtime
+        return self
+
+    def __repr__(self) -> str:
+        return f"Int8Runtime({self.settings.source} via {self.graph.name})"
