@@ -258,6 +258,58 @@ def test_a_link_out_of_the_folder_as_a_sidecar_is_refused(tmp_path):
         gdal.open_raster(src / "scene.tif")
 
 
+def georeferenced_jp2(folder: Path) -> Path:
+    """A JPEG 2000 with a world file beside it (so GDAL lists its folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    jp2 = folder / "scene.jp2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(jp2, "w", driver="JP2OpenJPEG", width=64, height=64, count=1, dtype="uint8") as ds:
+            ds.write(np.full((1, 64, 64), 7, np.uint8))
+    for aux in folder.glob("*.aux.xml"):
+        aux.unlink()
+    (folder / "scene.j2w").write_text("0.001\n0\n0\n-0.001\n10\n50\n")
+    return jp2
+
+
+@pytest.mark.parametrize("name", ["METADATA.DIM", "summary.txt"])
+def test_metadata_files_of_other_names_beside_an_image_are_checked(tmp_path, name):
+    """With a sidecar beside an image GDAL lists the folder, and its metadata readers (SPOT, ALOS...) open
+    files of their own names there when the JPEG 2000 is opened: a link there read a file outside the
+    folder, a FIFO there blocked the open forever (GIL held: the whole process)."""
+    import subprocess
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.xml"
+    secret.write_text("<Dimap_Document><Metadata_Id/></Dimap_Document>")
+    if not read_moves_atime(secret):
+        pytest.skip("this file system does not record access times")
+    jp2 = georeferenced_jp2(tmp_path / "linked")
+    (jp2.parent / name).symlink_to(secret)
+    before = aged(secret)
+    unguarded_read(jp2)
+    assert os.stat(secret).st_atime_ns != before, "the trap does not work"  # the control: GDAL reads it
+    before = aged(secret)
+    with pytest.raises(ImageReadError, match=f"{name} beside it is a link to .*outside the folder"):
+        read_image(jp2)
+    assert read_georeference(jp2) is None
+    assert os.stat(secret).st_atime_ns == before
+
+    jp2 = georeferenced_jp2(tmp_path / "fifo")
+    fifo = jp2.parent / name
+    os.mkfifo(fifo)
+    # GDAL holds the GIL while it blocks: a separate process releases the FIFO if the guard fails
+    release = subprocess.Popen(["sh", "-c", f"sleep 20; : > '{fifo}'"])
+    try:
+        with pytest.raises(ImageReadError, match=f"{name} beside it is a FIFO"):
+            read_image(jp2)
+        assert release.poll() is None, "the open blocked until the FIFO was released"
+    finally:
+        release.kill()
+        release.wait()
+
+
 # --------------------------------------------------------------------------------------------
 # FIFOs: never a hang
 # --------------------------------------------------------------------------------------------

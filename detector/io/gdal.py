@@ -20,7 +20,9 @@ file's own sidecars beside it, nothing else:
 * only the drivers of the formats the README documents (``RASTER_DRIVERS``: single-file formats),
   read-only, and the driver GDAL picked is checked again (a ``.tif`` that is VRT XML is refused);
 * the sidecars GDAL would open beside it are checked first (``check_sidecars``): none may be a
-  FIFO, a device or a link leading out of the folder; overviews and masks (``.ovr``, ``.msk``) must be
+  FIFO, a device or a link leading out of the folder, and neither may any other entry of the folder
+  GDAL's metadata readers could open by a name of their own (``METADATA.DIM``, ``summary.txt``...:
+  ``_folder_hazards``) - GDAL lists the folder only when the image has sidecars; overviews and masks (``.ovr``, ``.msk``) must be
   TIFFs and ``.aux`` files Erdas HFA (GDAL opens those with any driver, VRT included); an ``.aux.xml``
   must be well-formed XML without a DTD (no entities to expand: XXE, billion laughs) and small, else
   GDAL is not allowed to read it (PAM off) and the caller's warning says why; without sidecars GDAL
@@ -170,6 +172,33 @@ def _siblings(image: Path) -> list[Path]:
     return [folder / n for n in names if n != image.name and n.casefold().startswith(stem)]
 
 
+@lru_cache(maxsize=16)
+def _folder_hazards(folder: str, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    """``(name, what it is)`` for the entries of ``folder`` that GDAL's metadata readers could open
+    although they are not named after the image (``METADATA.DIM``, ``summary.txt``, ``DIM_*.XML``,
+    ``*_MTL.txt``... read when GDAL lists the folder) and that are not plain files inside it: FIFOs,
+    sockets, devices (open() would block or read a device), and links out of the folder that are not
+    images or videos (GDAL would read a file the user did not name)."""
+    from ..files import file_kind
+    from .images import is_image, is_video
+
+    out = []
+    for name in _listing(folder, mtime_ns):
+        p = Path(folder) / name
+        try:
+            real = p.resolve(strict=True)
+            mode = os.stat(real).st_mode
+        except OSError:
+            continue  # a broken link: GDAL finds nothing there either
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            out.append((name, file_kind(real)))
+        elif real.parent != p.parent and not (is_image(p) or is_video(p)):
+            out.append((name, f"a link to {real}, outside the folder"))
+    return tuple(out)
+
+
 def _head(path: Path, n: int) -> bytes:
     with open(path, "rb") as f:
         return f.read(n)
@@ -250,6 +279,10 @@ def check_sidecars(image: Path) -> tuple[dict[str, str], list[str]]:
             config["GDAL_PAM_ENABLED"] = "NO"
         elif low in world and (why := world_file_problem(real)):
             problems.append(why)
+    folder = image.parent
+    for name, what in _folder_hazards(str(folder), os.stat(folder).st_mtime_ns):
+        raise RasterRefused(f"{image}: refused: {name} beside it is {what} (with sidecars beside an image, GDAL "
+                            "also reads metadata files of other names in its folder)")
     return config, problems
 
 
