@@ -18,7 +18,9 @@ file's own sidecars beside it, nothing else:
   FIFOs, sockets and devices are refused before GDAL sees them, and GDAL gets the absolute path (so
   no driver prefix such as ``GTIFF_DIR:`` can be read into a relative name);
 * only the drivers of the formats the README documents (``RASTER_DRIVERS``: single-file formats),
-  read-only, and the driver GDAL picked is checked again (a ``.tif`` that is VRT XML is refused);
+  read-only, and the driver GDAL picked is checked again (a ``.tif`` that is VRT XML is refused); a
+  raster whose metadata names an overview file (``OVERVIEW_FILE``, from a GeoTIFF tag or an
+  ``.aux.xml``: GDAL opens it with any driver, anywhere) is refused;
 * the sidecars GDAL would open beside it are checked first (``check_sidecars``): none may be a
   FIFO, a device or a link leading out of the folder, and neither may any other entry of the folder
   GDAL's metadata readers could open by a name of their own (``METADATA.DIM``, ``summary.txt``...:
@@ -318,6 +320,13 @@ class Raster:
             self.ds.close()
             raise RasterRefused(f"{self.given}: refused: GDAL read it as {self.ds.driver}, not one of "
                                 f"{', '.join(RASTER_DRIVERS)}")
+        with self.context():  # GDAL opens an overview file named in the metadata (a GeoTIFF's GDAL_METADATA
+            # tag, an .aux.xml) with any driver, wherever it is, at the first decimated read
+            elsewhere = self.ds.get_tag_item("OVERVIEW_FILE", "OVERVIEWS")
+        if elsewhere:
+            self.ds.close()
+            raise RasterRefused(f"{self.given}: refused: its metadata names an overview file elsewhere "
+                                f"({elsewhere[:200]}), which GDAL would open as any format")
 
     @contextmanager
     def context(self) -> Iterator["Raster"]:
