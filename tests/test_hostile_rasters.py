@@ -310,46 +310,58 @@ def test_metadata_files_of_other_names_beside_an_image_are_checked(tmp_path, nam
         release.wait()
 
 
-@pytest.mark.parametrize("where", ["GDAL_METADATA tag", "aux.xml"])
+@pytest.mark.parametrize("where", ["GDAL_METADATA tag", "aux.xml", "ovr", "ovr.aux.xml"])
 def test_an_overview_file_named_in_the_metadata_stays_unopened(tmp_path, where):
     """GDAL opens the ``OVERVIEW_FILE`` of the ``OVERVIEWS`` metadata domain with any driver, wherever it
-    lies, at the first decimated read (a render, the stretch sample of a large scene): a GeoTIFF alone,
-    through its GDAL_METADATA tag, read a file outside its folder."""
+    lies, at the first decimated read (a render, the stretch sample of a large scene): named by a GeoTIFF
+    alone (its GDAL_METADATA tag), its ``.aux.xml``, its ``.ovr`` (a TIFF, as GDAL expects, whose own tag
+    names it) or the ``.ovr``'s ``.aux.xml``, it read a file outside the folder."""
     import tifffile
 
     outside = tmp_path / "outside"
     outside.mkdir()
-    secret = geotiff(outside / "secret.tif", size=32)
+    secret = geotiff(outside / "secret.tif", size=8)
     if not read_moves_atime(secret):
         pytest.skip("this file system does not record access times")
     src = tmp_path / "src"
     src.mkdir()
     scene = src / "scene.tif"
-    md = f'<GDALMetadata><Item name="OVERVIEW_FILE" domain="OVERVIEWS">{secret}</Item></GDALMetadata>'
-    if where == "aux.xml":
-        geotiff(scene)
-        (src / "scene.tif.aux.xml").write_text(f'<PAMDataset><Metadata domain="OVERVIEWS"><MDI key="OVERVIEW_FILE">'
-                                               f'{secret}</MDI></Metadata></PAMDataset>')
+    tag = [(42112, "s", 0, f'<GDALMetadata><Item name="OVERVIEW_FILE" domain="OVERVIEWS">{secret}</Item>'
+                           '</GDALMetadata>', True)]
+    pam = f'<PAMDataset><Metadata domain="OVERVIEWS"><MDI key="OVERVIEW_FILE">{secret}</MDI></Metadata></PAMDataset>'
+    if where == "GDAL_METADATA tag":
+        tifffile.imwrite(scene, np.full((64, 64), 9, np.uint8), extratags=tag)
     else:
-        tifffile.imwrite(scene, np.full((64, 64), 9, np.uint8), extratags=[(42112, "s", 0, md, True)])
+        geotiff(scene)
+    if where == "aux.xml":
+        (src / "scene.tif.aux.xml").write_text(pam)
+    if where.startswith("ovr"):
+        tifffile.imwrite(src / "scene.tif.ovr", np.full((32, 32), 9, np.uint8), extratags=tag if where == "ovr" else [])
+    if where == "ovr.aux.xml":
+        (src / "scene.tif.ovr.aux.xml").write_text(pam)
     plain_png(src / "plain.png")
     before = aged(secret)
     with warnings.catch_warnings():  # the control: a decimated read opens it
         warnings.simplefilter("ignore")
         with rasterio.open(scene) as ds:
-            ds.read(1, out_shape=(8, 8))
+            ds.read(1, out_shape=(4, 4))
     assert os.stat(secret).st_atime_ns != before, "the trap does not work"
 
     before = aged(secret)
-    with pytest.raises(gdal.RasterRefused, match="names an overview file elsewhere"):
-        gdal.open_raster(scene)
-    with pytest.raises(ImageReadError, match="scene.tif: refused"):
-        read_image(scene)
-    from detector.io.scene import open_scene
+    if where.endswith("aux.xml"):  # not given to GDAL (PAM off), and said in the georeferencing warning
+        with gdal.open_raster(scene) as r:
+            r.read(1, out_shape=(4, 4))
+            assert r.sidecar_problems == [f"scene.tif.{where} names an overview file elsewhere (not read)"]
+    else:
+        with pytest.raises(gdal.RasterRefused, match="names an overview file elsewhere"):
+            gdal.open_raster(scene)
+        with pytest.raises(ImageReadError, match="scene.tif: refused"):
+            read_image(scene)
+        from detector.io.scene import open_scene
 
-    assert open_scene(scene, 1) is None
-    s = run_detect(src, tmp_path / "out", tile=32)
-    assert s.images == 1 and [Path(f).name for f, _ in s.skipped] == ["scene.tif"]
+        assert open_scene(scene, 1) is None
+        s = run_detect(src, tmp_path / "out", tile=32)
+        assert s.images == 1 and [Path(f).name for f, _ in s.skipped] == ["scene.tif"]
     assert os.stat(secret).st_atime_ns == before
 
 

@@ -24,9 +24,10 @@ file's own sidecars beside it, nothing else:
 * the sidecars GDAL would open beside it are checked first (``check_sidecars``): none may be a
   FIFO, a device or a link leading out of the folder, and neither may any other entry of the folder
   GDAL's metadata readers could open by a name of their own (``METADATA.DIM``, ``summary.txt``...:
-  ``_folder_hazards``) - GDAL lists the folder only when the image has sidecars; overviews and masks (``.ovr``, ``.msk``) must be
-  TIFFs and ``.aux`` files Erdas HFA (GDAL opens those with any driver, VRT included); an ``.aux.xml``
-  must be well-formed XML without a DTD (no entities to expand: XXE, billion laughs) and small, else
+  ``_folder_hazards``) - GDAL lists the folder only when the image has sidecars; overviews and
+  masks (``.ovr``, ``.msk``) must be TIFFs whose tags name no overview file of their own, and ``.aux`` files Erdas HFA (GDAL opens those
+  with any driver, VRT included); an ``.aux.xml`` must be well-formed XML without a DTD (no entities
+  to expand: XXE, billion laughs) naming no ``OVERVIEW_FILE``, and small, else
   GDAL is not allowed to read it (PAM off) and the caller's warning says why; without sidecars GDAL
   does not even list the folder;
 * GDAL's configuration (``GDAL_CONFIG``) turns the network off for whatever a file asks for: PROJ's
@@ -222,7 +223,25 @@ def aux_xml_problem(path: Path) -> str | None:
         ET.fromstring(data)
     except ET.ParseError as e:
         return f"{path.name} is not well-formed XML ({e})"
+    if re.search(rb"OVERVIEW_FILE", data, re.I):  # GDAL would open it with any driver, wherever it lies
+        return f"{path.name} names an overview file elsewhere (not read)"
     return None
+
+
+def tiff_sidecar_problem(path: Path) -> str | None:
+    """Why GDAL must not open the ``.ovr`` / ``.msk`` TIFF at ``path`` (None when it may): its own
+    GDAL_METADATA tag names an overview file (GDAL opens that with any driver, wherever it lies, as an
+    overview of the overview), or its tags cannot be read. Only the tags are read, never the pixels."""
+    import tifffile
+
+    try:
+        with warnings.catch_warnings(), tifffile.TiffFile(str(path)) as t:
+            warnings.simplefilter("ignore")  # tifffile's remarks on odd tags: the answer is below
+            names = any("overview_file" in str(tag.value).lower() for page in t.pages
+                        if (tag := page.tags.get(42112)) is not None)
+    except Exception as e:  # noqa: BLE001 - a TIFF whose tags cannot be read is not opened either
+        return f"its tags cannot be read ({' '.join(str(e).split())[:120]})"
+    return "its metadata names an overview file elsewhere" if names else None
 
 
 def world_file_problem(path: Path) -> str | None:
@@ -276,6 +295,8 @@ def check_sidecars(image: Path) -> tuple[dict[str, str], list[str]]:
         if magic is not None and not low.endswith(".aux.xml") and not _head(real, 16).startswith(magic):
             raise RasterRefused(f"{image}: refused: its sidecar {sib.name} is not the {Path(low).suffix} file GDAL "
                                 "expects there (it would open it as any format, VRT included)")
+        if magic is TIFF_MAGIC and (why := tiff_sidecar_problem(real)):
+            raise RasterRefused(f"{image}: refused: its sidecar {sib.name}: {why}")
         if low.endswith(".aux.xml") and (why := aux_xml_problem(real)):
             problems.append(why)
             config["GDAL_PAM_ENABLED"] = "NO"
