@@ -469,6 +469,29 @@ def test_prj_beside_a_world_file_gives_the_crs(tmp_path):
     assert [f["properties"]["coordinates"] for f in fc["features"]] == ["lonlat"]
 
 
+def test_the_prj_is_read_beside_the_file_gdal_read_not_beside_a_link(tmp_path):
+    """A linked image is read where the link leads, and its sidecars there (checked); the ``.prj`` beside
+    the link - itself a link out of the folder, never checked - was read instead."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("not a CRS")
+    if not read_moves_atime(secret):
+        pytest.skip("this file system does not record access times")
+    real = tmp_path / "real"
+    plain_png(real / "photo.png")
+    (real / "photo.pgw").write_text("1\n0\n0\n-1\n10\n50\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "link.png").symlink_to(real / "photo.png")
+    (src / "link.pgw").write_text("1\n0\n0\n-1\n10\n50\n")
+    (src / "link.prj").symlink_to(secret)
+    before = aged(secret)
+    geo = read_georeference(src / "link.png")
+    assert geo is not None and geo.kind == "affine" and geo.crs is None and geo.notes == ()
+    assert os.stat(secret).st_atime_ns == before
+
+
 # --------------------------------------------------------------------------------------------
 # Allocation bombs
 # --------------------------------------------------------------------------------------------

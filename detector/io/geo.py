@@ -323,7 +323,7 @@ def read_georeference(path: str | Path) -> GeoReference | None:
             if ds.driver == "GTiff" and (why := geotiff_tag_problem(r.path)):
                 problems.append(why)
             if crs is None and not transform.is_identity:
-                crs = world_file_prj(path, messages)
+                crs = world_file_prj(r.path, messages)  # beside the file GDAL read (links resolved), checked
             geo = georeference(str(path), transform, crs, gcps, gcp_crs, other, ds.width, ds.height,
                                notes=tuple(messages))
         if problems and geo is not None and not geo.problem:
