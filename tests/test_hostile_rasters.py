@@ -740,3 +740,28 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [".snnvit-outputs"]  # nothing of the refused run
     first.release()
     assert run_detect(src, out).images == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The survey's sources (issue 31): one bad entry is one line
+# --------------------------------------------------------------------------------------------
+
+
+def test_survey_sources_nested_looping_or_unlookable_are_one_line(tmp_path):
+    """JSON nested 100,000 deep, a catalog whose child link is itself, and a list line naming a path too
+    long to look up: a RecursionError or OSError traceback, or the whole survey stopped for one line."""
+    pytest.importorskip("pystac")
+    from detector.survey.catalog import catalog
+
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "loop.json").write_text(json.dumps({
+        "type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d",
+        "links": [{"rel": "child", "href": "./loop.json"}]}))
+    for name in ("deep.json", "loop.json"):
+        with pytest.raises(ValueError, match=f"{name}: cannot read it as STAC \\(nested too deep, or its links"):
+            catalog(tmp_path / name)
+    plain_png(tmp_path / "ok.png")
+    (tmp_path / "list.txt").write_text("ok.png\n" + "x" * 5000 + ".png\n")
+    scenes, skipped, _ = catalog(tmp_path / "list.txt")
+    assert [Path(s.path).name for s in scenes] == ["ok.png"]
+    assert [why for _, why in skipped] == ["cannot be looked up (File name too long)"]

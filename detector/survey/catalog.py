@@ -97,8 +97,11 @@ def _text_list(path: Path) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def _not_a_scene(p: Path) -> str | None:
-    if not p.is_file():
-        return "not found" if not p.exists() and not p.is_symlink() else f"not a regular file ({file_kind(p)})"
+    try:
+        if not p.is_file():
+            return "not found" if not p.exists() and not p.is_symlink() else f"not a regular file ({file_kind(p)})"
+    except OSError as e:  # a name too long, a loop of links...: this entry is skipped, not the survey
+        return f"cannot be looked up ({e.strerror or e})"
     if not is_image(p):
         return f"not an image (suffix {suffix(p) or 'none'})"
     return None
@@ -159,6 +162,8 @@ def _stac(path: Path, asset: str | None) -> tuple[list[tuple[str, Path]], list[t
             items = [pystac.Item.from_dict(d, preserve_dict=False)]
         else:
             raise ValueError("not a STAC ItemCollection, Catalog, Collection or Item")
+    except RecursionError:  # json and pystac recurse: nesting thousands deep, or links forming a loop
+        raise ValueError(f"{path}: cannot read it as STAC (nested too deep, or its links form a loop)") from None
     except (ValueError, KeyError, TypeError, AttributeError, pystac.STACError) as e:
         if io.refused:
             raise ValueError(f"{path}: {io.refused[0]}") from e
