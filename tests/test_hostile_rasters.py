@@ -765,3 +765,22 @@ def test_survey_sources_nested_looping_or_unlookable_are_one_line(tmp_path):
     scenes, skipped, _ = catalog(tmp_path / "list.txt")
     assert [Path(s.path).name for s in scenes] == ["ok.png"]
     assert [why for _, why in skipped] == ["cannot be looked up (File name too long)"]
+
+
+def test_survey_out_never_goes_into_a_stac_assets_folder(tmp_path):
+    """A STAC item's assets may lie outside the catalog's folder (an absolute or ``../`` href, as the
+    README allows); ``--out`` inside their folder was accepted, as it is refused for a list's files."""
+    pytest.importorskip("pystac")
+    from detector.survey import SurveyOptions, survey
+
+    data = tmp_path / "data"
+    geotiff(data.mkdir() or data / "scene.tif")
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    (cat / "item.json").write_text(json.dumps({
+        "type": "Feature", "stac_version": "1.0.0", "id": "s", "geometry": None, "bbox": None,
+        "properties": {"datetime": "2024-01-01T00:00:00Z"}, "links": [],
+        "assets": {"image": {"href": "../data/scene.tif", "roles": ["data"]}}}))
+    with pytest.raises(ValueError, match="lies in the source folder .*data"):
+        survey(cat / "item.json", data / "out", SurveyOptions())
+    assert not (data / "out").exists()

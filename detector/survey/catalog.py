@@ -206,8 +206,10 @@ def catalog(source: str | Path, asset: str | None = None) -> tuple[list[SceneRef
     s = str(source)
     p = Path(s).expanduser()
     if p.is_file() and suffix(p) == "json":
-        found, skipped = _stac(p, asset)
-        return _refs(found), skipped, [p.resolve().parent]
+        found, skipped = _stac(p, asset)  # outputs stay out of the catalog's folder and its assets' (as a list's)
+        root = p.resolve().parent
+        others = {f.resolve().parent for _, f in found} - {root}
+        return _refs(found), skipped, [root] + sorted(f for f in others if root not in f.parents)
     if asset:
         raise ValueError("asset names a STAC asset; the source is not a STAC file (.json)")
     if p.is_file() and suffix(p) == "txt":
