@@ -784,3 +784,17 @@ def test_survey_out_never_goes_into_a_stac_assets_folder(tmp_path):
     with pytest.raises(ValueError, match="lies in the source folder .*data"):
         survey(cat / "item.json", data / "out", SurveyOptions())
     assert not (data / "out").exists()
+
+
+def test_a_yaml_nested_thousands_deep_is_one_line(tmp_path):
+    """40 kB of ``[`` made the safe loader recurse into a RecursionError traceback (dataset YAMLs, model
+    configs, the installed registry all go through ``read_yaml``)."""
+    from detector.files import read_yaml
+
+    for name, text in (("lists.yaml", "a: " + "[" * 20_000 + "]" * 20_000),
+                       ("maps.yaml", "a: " + "{x: " * 20_000 + "1" + "}" * 20_000)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=f"dataset YAML .*{name} nests lists or mappings more than 100 deep"):
+            read_yaml(tmp_path / name, "dataset YAML")
+    (tmp_path / "ok.yaml").write_text("backbone: [[-1, 1, Conv, [64, 3, 2]]]\n")
+    assert read_yaml(tmp_path / "ok.yaml", "model config") == {"backbone": [[-1, 1, "Conv", [64, 3, 2]]]}
