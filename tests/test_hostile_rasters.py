@@ -188,6 +188,29 @@ def test_vrt_named_tif_or_jp2_never_reaches_the_network(tmp_path, server, caplog
     assert hits == []
 
 
+def test_proj_network_on_in_the_environment_stays_off(tmp_path, server):
+    """PROJ reads PROJ_NETWORK once, and GDAL's setting does not override it: with PROJ_NETWORK=ON in the
+    user's environment, reprojecting a NAD27 raster's corners asked PROJ's CDN for a datum grid (here
+    the local server, named by PROJ_NETWORK_ENDPOINT). Fresh processes: PROJ's choice is made once."""
+    import subprocess
+    import sys
+
+    url, hits = server
+    scene = geotiff(tmp_path / "nad27.tif", crs="EPSG:4267",
+                    transform=rasterio.Affine(1e-3, 0, -100, 0, -1e-3, 40))
+    env = dict(os.environ, PROJ_NETWORK="ON", PROJ_NETWORK_ENDPOINT=url)
+    control = "from rasterio.warp import transform; transform('EPSG:4267', 'EPSG:4326', [-100.0], [40.0])"
+    guarded = ("import detector; from detector.io.geo import read_georeference; "
+               f"g = read_georeference({str(scene)!r}); print(g.problem, g.to_lonlat([0.0], [0.0]))")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", control], env=env, cwd=root, capture_output=True, timeout=120)
+    assert hits, "the trap does not work"
+    hits.clear()
+    r = subprocess.run([sys.executable, "-c", guarded], env=env, cwd=root, capture_output=True, text=True, timeout=120)
+    assert hits == []
+    assert r.returncode == 0 and r.stdout.startswith("None"), r.stderr[-1000:]
+
+
 def test_the_driver_gdal_picked_is_checked_again(tmp_path, monkeypatch):
     """Belt and braces: should GDAL ever open a file with a driver outside the list, it is refused."""
     path = geotiff(tmp_path / "a.tif")
