@@ -281,6 +281,17 @@ def test_a_link_out_of_the_folder_as_a_sidecar_is_refused(tmp_path):
         gdal.open_raster(src / "scene.tif")
 
 
+def outside_secret(tmp_path: Path, text: str, name: str = "secret.txt") -> Path:
+    """A file outside the source folder whose access time shows a read (the test skips where none is kept)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / name
+    secret.write_text(text)
+    if not read_moves_atime(secret):
+        pytest.skip("this file system does not record access times")
+    return secret
+
+
 def georeferenced_jp2(folder: Path) -> Path:
     """A JPEG 2000 with a world file beside it (so GDAL lists its folder)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -302,12 +313,7 @@ def test_metadata_files_of_other_names_beside_an_image_are_checked(tmp_path, nam
     folder, a FIFO there blocked the open forever (GIL held: the whole process)."""
     import subprocess
 
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    secret = outside / "secret.xml"
-    secret.write_text("<Dimap_Document><Metadata_Id/></Dimap_Document>")
-    if not read_moves_atime(secret):
-        pytest.skip("this file system does not record access times")
+    secret = outside_secret(tmp_path, "<Dimap_Document><Metadata_Id/></Dimap_Document>", "secret.xml")
     jp2 = georeferenced_jp2(tmp_path / "linked")
     (jp2.parent / name).symlink_to(secret)
     before = aged(secret)
@@ -495,12 +501,7 @@ def test_prj_beside_a_world_file_gives_the_crs(tmp_path):
 def test_the_prj_is_read_beside_the_file_gdal_read_not_beside_a_link(tmp_path):
     """A linked image is read where the link leads, and its sidecars there (checked); the ``.prj`` beside
     the link - itself a link out of the folder, never checked - was read instead."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    secret = outside / "secret.txt"
-    secret.write_text("not a CRS")
-    if not read_moves_atime(secret):
-        pytest.skip("this file system does not record access times")
+    secret = outside_secret(tmp_path, "not a CRS")
     real = tmp_path / "real"
     plain_png(real / "photo.png")
     (real / "photo.pgw").write_text("1\n0\n0\n-1\n10\n50\n")

@@ -175,6 +175,17 @@ def _siblings(image: Path) -> list[Path]:
     return [folder / n for n in names if n != image.name and n.casefold().startswith(stem)]
 
 
+def _target(entry: Path) -> tuple[Path, int] | None:
+    """``(resolved path, mode)`` of a folder entry GDAL could open; None for a folder or a broken link
+    (GDAL finds nothing there either)."""
+    try:
+        real = entry.resolve(strict=True)
+        mode = os.stat(real).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISDIR(mode) else (real, mode)
+
+
 @lru_cache(maxsize=16)
 def _folder_hazards(folder: str, mtime_ns: int) -> tuple[tuple[str, str], ...]:
     """``(name, what it is)`` for the entries of ``folder`` that GDAL's metadata readers could open
@@ -188,13 +199,9 @@ def _folder_hazards(folder: str, mtime_ns: int) -> tuple[tuple[str, str], ...]:
     out = []
     for name in _listing(folder, mtime_ns):
         p = Path(folder) / name
-        try:
-            real = p.resolve(strict=True)
-            mode = os.stat(real).st_mode
-        except OSError:
-            continue  # a broken link: GDAL finds nothing there either
-        if stat.S_ISDIR(mode):
+        if (found := _target(p)) is None:
             continue
+        real, mode = found
         if not stat.S_ISREG(mode):
             out.append((name, file_kind(real)))
         elif real.parent != p.parent and not (is_image(p) or is_video(p)):
@@ -278,13 +285,9 @@ def check_sidecars(image: Path) -> tuple[dict[str, str], list[str]]:
     world = {f"{image.stem}.{s}".casefold() for s in world_file_suffixes(image.suffix)}
     for sib in siblings:
         low = sib.name.casefold()
-        try:
-            real = sib.resolve(strict=True)
-            mode = os.stat(real).st_mode
-        except OSError:
-            continue  # a broken link: GDAL finds nothing there either
-        if stat.S_ISDIR(mode):
+        if (found := _target(sib)) is None:
             continue
+        real, mode = found
         if not stat.S_ISREG(mode):
             from ..files import file_kind
 
