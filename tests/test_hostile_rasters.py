@@ -822,3 +822,25 @@ def test_a_yaml_nested_thousands_deep_is_one_line(tmp_path):
             read_yaml(tmp_path / name, "dataset YAML")
     (tmp_path / "ok.yaml").write_text("backbone: [[-1, 1, Conv, [64, 3, 2]]]\n")
     assert read_yaml(tmp_path / "ok.yaml", "model config") == {"backbone": [[-1, 1, "Conv", [64, 3, 2]]]}
+
+
+def test_a_stac_link_through_a_symlink_is_refused_in_true_words(tmp_path):
+    """An item JSON in the catalog's folder that is a link to one outside: refused, and the line said the
+    link's own path (inside the folder) "lies outside" it; it now says where the link leads."""
+    pytest.importorskip("pystac")
+    from detector.survey.catalog import catalog
+
+    secret = outside_secret(tmp_path, json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "i",
+                                                  "geometry": None, "properties": {"datetime": None},
+                                                  "links": [], "assets": {}}), "item.json")
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    (cat / "item.json").symlink_to(secret)
+    (cat / "cat.json").write_text(json.dumps({"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d",
+                                              "links": [{"rel": "item", "href": "./item.json"}]}))
+    before = aged(secret)
+    with pytest.raises(ValueError) as e:
+        catalog(cat / "cat.json")
+    assert str(e.value) == (f"{cat / 'cat.json'}: STAC link {cat / 'item.json'} (it leads to {secret}) lies outside "
+                            f"{cat.resolve()}")
+    assert os.stat(secret).st_atime_ns == before

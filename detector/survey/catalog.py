@@ -125,7 +125,9 @@ class _LocalStacIO:
                 if parsed.scheme not in ("", "file") or parsed.netloc:
                     self.refused.append(f"STAC link {href} is not a local file (survey never fetches)")
                 elif root not in p.parents:
-                    self.refused.append(f"STAC link {href} lies outside {root}")
+                    given = Path(unquote(parsed.path) if parsed.scheme else href)
+                    via = f" (it leads to {p})" if Path(os.path.abspath(given)) != p else ""
+                    self.refused.append(f"STAC link {href}{via} lies outside {root}")
                 else:
                     return _read_json_text(p)
                 raise ValueError(self.refused[-1])
