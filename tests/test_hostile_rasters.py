@@ -479,6 +479,22 @@ def test_unusable_world_files_are_warned_about(tmp_path, lines, why, caplog):
     assert sum("photo.png" in r.getMessage() and why in r.getMessage() for r in caplog.records) == 1
 
 
+@pytest.mark.parametrize("sidecar, text, why", [
+    ("photo.prj", "not a WKT", "photo.prj is not a CRS GDAL reads"),
+    ("photo.png.aux.xml", "<PAMDataset><SRS>http://127.0.0.1:9/crs</SRS></PAMDataset>",
+     "photo.png.aux.xml: its SRS is not a CRS GDAL reads (http://127.0.0.1:9/crs)")])
+def test_a_crs_sidecar_gdal_cannot_read_is_warned_about(tmp_path, sidecar, text, why, caplog):
+    """A world file placed the image and the CRS beside it could not be read (GDAL drops an .aux.xml SRS
+    it cannot parse without a word): map coordinates without a CRS, silently, in native mode."""
+    plain_png(tmp_path / "photo.png")
+    (tmp_path / "photo.pgw").write_text("1\n0\n0\n-1\n10\n50\n")
+    (tmp_path / sidecar).write_text(text)
+    with caplog.at_level(logging.WARNING, logger="detector.io"):
+        geo = read_georeference(tmp_path / "photo.png")
+    assert geo is not None and geo.problem.startswith(why) and geo.crs is None
+    assert sum("photo.png" in r.getMessage() and why in r.getMessage() for r in caplog.records) == 1
+
+
 def test_prj_beside_a_world_file_gives_the_crs(tmp_path):
     """ArcGIS writes photo.jgw + photo.prj (ESRI WKT): the CRS is read, the boxes land in lon/lat."""
     from rasterio.crs import CRS
