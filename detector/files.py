@@ -191,13 +191,14 @@ def interrupts_held() -> Iterator[None]:
 
 
 MAX_YAML_BYTES = 1 << 20  # a model config, dataset YAML or model registry is a few kB
+MAX_YAML_DEPTH = 100  # nesting levels (a model config nests 5)
 
 
 def read_yaml(path: str | Path, what: str) -> Any:
     """The one way the project reads a YAML file it did not write (model configs, dataset YAMLs, the shipped
     model registry): a regular file of at most ``MAX_YAML_BYTES``, without aliases (``*name``: a few
-    lines of them can expand into gigabytes, the "billion laughs"), parsed by the safe loader (no Python
-    objects). Raises ValueError naming the file (``what``: "dataset YAML"...) and why."""
+    lines of them can expand into gigabytes, the "billion laughs"), nested at most ``MAX_YAML_DEPTH`` deep,
+    parsed by the safe loader (no Python objects). Raises ValueError naming the file (``what``: "dataset YAML"...) and why."""
     import yaml
 
     p = Path(path)
@@ -207,8 +208,13 @@ def read_yaml(path: str | Path, what: str) -> Any:
         raise ValueError(f"{what} {p} is {p.stat().st_size:,} bytes (at most {MAX_YAML_BYTES:,})")
     try:
         text = p.read_text(encoding="utf-8")
-        if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader)):
-            raise ValueError(f"{what} {p} uses YAML aliases (*name), which are not read: write the values out")
+        depth = 0
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):  # events: read without recursion
+            if isinstance(ev, yaml.AliasEvent):
+                raise ValueError(f"{what} {p} uses YAML aliases (*name), which are not read: write the values out")
+            depth += isinstance(ev, yaml.CollectionStartEvent) - isinstance(ev, yaml.CollectionEndEvent)
+            if depth > MAX_YAML_DEPTH:  # the loader recurses per level: a RecursionError, not one line
+                raise ValueError(f"{what} {p} nests lists or mappings more than {MAX_YAML_DEPTH} deep")
         return yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot parse {what} {p}: {' '.join(str(e).split())[:160]}") from None

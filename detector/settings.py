@@ -51,11 +51,16 @@ def cpu_threads() -> int:
 
 
 def set_environment() -> None:
-    """Set the environment before Ultralytics is imported (no effect on variables already set)."""
+    """Set the environment before Ultralytics is imported (no effect on variables already set, except
+    PROJ_NETWORK, always off)."""
     # Ultralytics sets OMP_NUM_THREADS=1 when unset, which would leave torch on one core on CPU.
     os.environ.setdefault("OMP_NUM_THREADS", str(cpu_threads()))
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    # Forced, not a default: PROJ reads it once, when rasterio first uses PROJ, and GDAL's own setting
+    # (detector.io.gdal.GDAL_CONFIG) does not override it: PROJ_NETWORK=ON in the user's environment
+    # let PROJ fetch datum grids from its CDN while a raster's corners were reprojected.
+    os.environ["PROJ_NETWORK"] = "OFF"
     os.environ.setdefault("YOLO_VERBOSE", os.environ.get("SNNVIT_VERBOSE", "True"))
     if "YOLO_CONFIG_DIR" not in os.environ:
         d = default_config_dir()

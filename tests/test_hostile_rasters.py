@@ -188,6 +188,29 @@ def test_vrt_named_tif_or_jp2_never_reaches_the_network(tmp_path, server, caplog
     assert hits == []
 
 
+def test_proj_network_on_in_the_environment_stays_off(tmp_path, server):
+    """PROJ reads PROJ_NETWORK once, and GDAL's setting does not override it: with PROJ_NETWORK=ON in the
+    user's environment, reprojecting a NAD27 raster's corners asked PROJ's CDN for a datum grid (here
+    the local server, named by PROJ_NETWORK_ENDPOINT). Fresh processes: PROJ's choice is made once."""
+    import subprocess
+    import sys
+
+    url, hits = server
+    scene = geotiff(tmp_path / "nad27.tif", crs="EPSG:4267",
+                    transform=rasterio.Affine(1e-3, 0, -100, 0, -1e-3, 40))
+    env = dict(os.environ, PROJ_NETWORK="ON", PROJ_NETWORK_ENDPOINT=url)
+    control = "from rasterio.warp import transform; transform('EPSG:4267', 'EPSG:4326', [-100.0], [40.0])"
+    guarded = ("import detector; from detector.io.geo import read_georeference; "
+               f"g = read_georeference({str(scene)!r}); print(g.problem, g.to_lonlat([0.0], [0.0]))")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", control], env=env, cwd=root, capture_output=True, timeout=120)
+    assert hits, "the trap does not work"
+    hits.clear()
+    r = subprocess.run([sys.executable, "-c", guarded], env=env, cwd=root, capture_output=True, text=True, timeout=120)
+    assert hits == []
+    assert r.returncode == 0 and r.stdout.startswith("None"), r.stderr[-1000:]
+
+
 def test_the_driver_gdal_picked_is_checked_again(tmp_path, monkeypatch):
     """Belt and braces: should GDAL ever open a file with a driver outside the list, it is refused."""
     path = geotiff(tmp_path / "a.tif")
@@ -256,6 +279,119 @@ def test_a_link_out_of_the_folder_as_a_sidecar_is_refused(tmp_path):
     (src / "scene.tif.aux.xml").symlink_to(outside / "x.aux.xml")
     with pytest.raises(gdal.RasterRefused, match="outside the image's folder"):
         gdal.open_raster(src / "scene.tif")
+
+
+def outside_secret(tmp_path: Path, text: str, name: str = "secret.txt") -> Path:
+    """A file outside the source folder whose access time shows a read (the test skips where none is kept)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / name
+    secret.write_text(text)
+    if not read_moves_atime(secret):
+        pytest.skip("this file system does not record access times")
+    return secret
+
+
+def georeferenced_jp2(folder: Path) -> Path:
+    """A JPEG 2000 with a world file beside it (so GDAL lists its folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    jp2 = folder / "scene.jp2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(jp2, "w", driver="JP2OpenJPEG", width=64, height=64, count=1, dtype="uint8") as ds:
+            ds.write(np.full((1, 64, 64), 7, np.uint8))
+    for aux in folder.glob("*.aux.xml"):
+        aux.unlink()
+    (folder / "scene.j2w").write_text("0.001\n0\n0\n-0.001\n10\n50\n")
+    return jp2
+
+
+@pytest.mark.parametrize("name", ["METADATA.DIM", "summary.txt"])
+def test_metadata_files_of_other_names_beside_an_image_are_checked(tmp_path, name):
+    """With a sidecar beside an image GDAL lists the folder, and its metadata readers (SPOT, ALOS...) open
+    files of their own names there when the JPEG 2000 is opened: a link there read a file outside the
+    folder, a FIFO there blocked the open forever (GIL held: the whole process)."""
+    import subprocess
+
+    secret = outside_secret(tmp_path, "<Dimap_Document><Metadata_Id/></Dimap_Document>", "secret.xml")
+    jp2 = georeferenced_jp2(tmp_path / "linked")
+    (jp2.parent / name).symlink_to(secret)
+    before = aged(secret)
+    unguarded_read(jp2)
+    assert os.stat(secret).st_atime_ns != before, "the trap does not work"  # the control: GDAL reads it
+    before = aged(secret)
+    with pytest.raises(ImageReadError, match=f"{name} beside it is a link to .*outside the folder"):
+        read_image(jp2)
+    assert read_georeference(jp2) is None
+    assert os.stat(secret).st_atime_ns == before
+
+    jp2 = georeferenced_jp2(tmp_path / "fifo")
+    fifo = jp2.parent / name
+    os.mkfifo(fifo)
+    # GDAL holds the GIL while it blocks: a separate process releases the FIFO if the guard fails
+    release = subprocess.Popen(["sh", "-c", f"sleep 20; : > '{fifo}'"])
+    try:
+        with pytest.raises(ImageReadError, match=f"{name} beside it is a FIFO"):
+            read_image(jp2)
+        assert release.poll() is None, "the open blocked until the FIFO was released"
+    finally:
+        release.kill()
+        release.wait()
+
+
+@pytest.mark.parametrize("where", ["GDAL_METADATA tag", "aux.xml", "ovr", "ovr.aux.xml"])
+def test_an_overview_file_named_in_the_metadata_stays_unopened(tmp_path, where):
+    """GDAL opens the ``OVERVIEW_FILE`` of the ``OVERVIEWS`` metadata domain with any driver, wherever it
+    lies, at the first decimated read (a render, the stretch sample of a large scene): named by a GeoTIFF
+    alone (its GDAL_METADATA tag), its ``.aux.xml``, its ``.ovr`` (a TIFF, as GDAL expects, whose own tag
+    names it) or the ``.ovr``'s ``.aux.xml``, it read a file outside the folder."""
+    import tifffile
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = geotiff(outside / "secret.tif", size=8)
+    if not read_moves_atime(secret):
+        pytest.skip("this file system does not record access times")
+    src = tmp_path / "src"
+    src.mkdir()
+    scene = src / "scene.tif"
+    tag = [(42112, "s", 0, f'<GDALMetadata><Item name="OVERVIEW_FILE" domain="OVERVIEWS">{secret}</Item>'
+                           '</GDALMetadata>', True)]
+    pam = f'<PAMDataset><Metadata domain="OVERVIEWS"><MDI key="OVERVIEW_FILE">{secret}</MDI></Metadata></PAMDataset>'
+    if where == "GDAL_METADATA tag":
+        tifffile.imwrite(scene, np.full((64, 64), 9, np.uint8), extratags=tag)
+    else:
+        geotiff(scene)
+    if where == "aux.xml":
+        (src / "scene.tif.aux.xml").write_text(pam)
+    if where.startswith("ovr"):
+        tifffile.imwrite(src / "scene.tif.ovr", np.full((32, 32), 9, np.uint8), extratags=tag if where == "ovr" else [])
+    if where == "ovr.aux.xml":
+        (src / "scene.tif.ovr.aux.xml").write_text(pam)
+    plain_png(src / "plain.png")
+    before = aged(secret)
+    with warnings.catch_warnings():  # the control: a decimated read opens it
+        warnings.simplefilter("ignore")
+        with rasterio.open(scene) as ds:
+            ds.read(1, out_shape=(4, 4))
+    assert os.stat(secret).st_atime_ns != before, "the trap does not work"
+
+    before = aged(secret)
+    if where.endswith("aux.xml"):  # not given to GDAL (PAM off), and said in the georeferencing warning
+        with gdal.open_raster(scene) as r:
+            r.read(1, out_shape=(4, 4))
+            assert r.sidecar_problems == [f"scene.tif.{where} names an overview file elsewhere (not read)"]
+    else:
+        with pytest.raises(gdal.RasterRefused, match="names an overview file elsewhere"):
+            gdal.open_raster(scene)
+        with pytest.raises(ImageReadError, match="scene.tif: refused"):
+            read_image(scene)
+        from detector.io.scene import open_scene
+
+        assert open_scene(scene, 1) is None
+        s = run_detect(src, tmp_path / "out", tile=32)
+        assert s.images == 1 and [Path(f).name for f, _ in s.skipped] == ["scene.tif"]
+    assert os.stat(secret).st_atime_ns == before
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,6 +479,22 @@ def test_unusable_world_files_are_warned_about(tmp_path, lines, why, caplog):
     assert sum("photo.png" in r.getMessage() and why in r.getMessage() for r in caplog.records) == 1
 
 
+@pytest.mark.parametrize("sidecar, text, why", [
+    ("photo.prj", "not a WKT", "photo.prj is not a CRS GDAL reads"),
+    ("photo.png.aux.xml", "<PAMDataset><SRS>http://127.0.0.1:9/crs</SRS></PAMDataset>",
+     "photo.png.aux.xml: its SRS is not a CRS GDAL reads (http://127.0.0.1:9/crs)")])
+def test_a_crs_sidecar_gdal_cannot_read_is_warned_about(tmp_path, sidecar, text, why, caplog):
+    """A world file placed the image and the CRS beside it could not be read (GDAL drops an .aux.xml SRS
+    it cannot parse without a word): map coordinates without a CRS, silently, in native mode."""
+    plain_png(tmp_path / "photo.png")
+    (tmp_path / "photo.pgw").write_text("1\n0\n0\n-1\n10\n50\n")
+    (tmp_path / sidecar).write_text(text)
+    with caplog.at_level(logging.WARNING, logger="detector.io"):
+        geo = read_georeference(tmp_path / "photo.png")
+    assert geo is not None and geo.problem.startswith(why) and geo.crs is None
+    assert sum("photo.png" in r.getMessage() and why in r.getMessage() for r in caplog.records) == 1
+
+
 def test_prj_beside_a_world_file_gives_the_crs(tmp_path):
     """ArcGIS writes photo.jgw + photo.prj (ESRI WKT): the CRS is read, the boxes land in lon/lat."""
     from rasterio.crs import CRS
@@ -360,6 +512,24 @@ def test_prj_beside_a_world_file_gives_the_crs(tmp_path):
     s = run_detect(src, tmp_path / "out", outputs=("geojson",))
     fc = json.loads((s.out_dir / "detections.geojson").read_text())
     assert [f["properties"]["coordinates"] for f in fc["features"]] == ["lonlat"]
+
+
+def test_the_prj_is_read_beside_the_file_gdal_read_not_beside_a_link(tmp_path):
+    """A linked image is read where the link leads, and its sidecars there (checked); the ``.prj`` beside
+    the link - itself a link out of the folder, never checked - was read instead."""
+    secret = outside_secret(tmp_path, "not a CRS")
+    real = tmp_path / "real"
+    plain_png(real / "photo.png")
+    (real / "photo.pgw").write_text("1\n0\n0\n-1\n10\n50\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "link.png").symlink_to(real / "photo.png")
+    (src / "link.pgw").write_text("1\n0\n0\n-1\n10\n50\n")
+    (src / "link.prj").symlink_to(secret)
+    before = aged(secret)
+    geo = read_georeference(src / "link.png")
+    assert geo is not None and geo.kind == "affine" and geo.crs is None and geo.notes == ()
+    assert os.stat(secret).st_atime_ns == before
 
 
 # --------------------------------------------------------------------------------------------
@@ -610,3 +780,83 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [".snnvit-outputs"]  # nothing of the refused run
     first.release()
     assert run_detect(src, out).images == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The survey's sources (issue 31): one bad entry is one line
+# --------------------------------------------------------------------------------------------
+
+
+def test_survey_sources_nested_looping_or_unlookable_are_one_line(tmp_path):
+    """JSON nested 100,000 deep, a catalog whose child link is itself, and a list line naming a path too
+    long to look up: a RecursionError or OSError traceback, or the whole survey stopped for one line."""
+    pytest.importorskip("pystac")
+    from detector.survey.catalog import catalog
+
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "loop.json").write_text(json.dumps({
+        "type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d",
+        "links": [{"rel": "child", "href": "./loop.json"}]}))
+    for name in ("deep.json", "loop.json"):
+        with pytest.raises(ValueError, match=f"{name}: cannot read it as STAC \\(nested too deep, or its links"):
+            catalog(tmp_path / name)
+    plain_png(tmp_path / "ok.png")
+    (tmp_path / "list.txt").write_text("ok.png\n" + "x" * 5000 + ".png\n")
+    scenes, skipped, _ = catalog(tmp_path / "list.txt")
+    assert [Path(s.path).name for s in scenes] == ["ok.png"]
+    assert [why for _, why in skipped] == ["cannot be looked up (File name too long)"]
+
+
+def test_survey_out_never_goes_into_a_stac_assets_folder(tmp_path):
+    """A STAC item's assets may lie outside the catalog's folder (an absolute or ``../`` href, as the
+    README allows); ``--out`` inside their folder was accepted, as it is refused for a list's files."""
+    pytest.importorskip("pystac")
+    from detector.survey import SurveyOptions, survey
+
+    data = tmp_path / "data"
+    geotiff(data.mkdir() or data / "scene.tif")
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    (cat / "item.json").write_text(json.dumps({
+        "type": "Feature", "stac_version": "1.0.0", "id": "s", "geometry": None, "bbox": None,
+        "properties": {"datetime": "2024-01-01T00:00:00Z"}, "links": [],
+        "assets": {"image": {"href": "../data/scene.tif", "roles": ["data"]}}}))
+    with pytest.raises(ValueError, match="lies in the source folder .*data"):
+        survey(cat / "item.json", data / "out", SurveyOptions())
+    assert not (data / "out").exists()
+
+
+def test_a_yaml_nested_thousands_deep_is_one_line(tmp_path):
+    """40 kB of ``[`` made the safe loader recurse into a RecursionError traceback (dataset YAMLs, model
+    configs, the installed registry all go through ``read_yaml``)."""
+    from detector.files import read_yaml
+
+    for name, text in (("lists.yaml", "a: " + "[" * 20_000 + "]" * 20_000),
+                       ("maps.yaml", "a: " + "{x: " * 20_000 + "1" + "}" * 20_000)):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=f"dataset YAML .*{name} nests lists or mappings more than 100 deep"):
+            read_yaml(tmp_path / name, "dataset YAML")
+    (tmp_path / "ok.yaml").write_text("backbone: [[-1, 1, Conv, [64, 3, 2]]]\n")
+    assert read_yaml(tmp_path / "ok.yaml", "model config") == {"backbone": [[-1, 1, "Conv", [64, 3, 2]]]}
+
+
+def test_a_stac_link_through_a_symlink_is_refused_in_true_words(tmp_path):
+    """An item JSON in the catalog's folder that is a link to one outside: refused, and the line said the
+    link's own path (inside the folder) "lies outside" it; it now says where the link leads."""
+    pytest.importorskip("pystac")
+    from detector.survey.catalog import catalog
+
+    secret = outside_secret(tmp_path, json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "i",
+                                                  "geometry": None, "properties": {"datetime": None},
+                                                  "links": [], "assets": {}}), "item.json")
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    (cat / "item.json").symlink_to(secret)
+    (cat / "cat.json").write_text(json.dumps({"type": "Catalog", "stac_version": "1.0.0", "id": "c", "description": "d",
+                                              "links": [{"rel": "item", "href": "./item.json"}]}))
+    before = aged(secret)
+    with pytest.raises(ValueError) as e:
+        catalog(cat / "cat.json")
+    assert str(e.value) == (f"{cat / 'cat.json'}: STAC link {cat / 'item.json'} (it leads to {secret}) lies outside "
+                            f"{cat.resolve()}")
+    assert os.stat(secret).st_atime_ns == before

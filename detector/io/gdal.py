@@ -18,11 +18,16 @@ file's own sidecars beside it, nothing else:
   FIFOs, sockets and devices are refused before GDAL sees them, and GDAL gets the absolute path (so
   no driver prefix such as ``GTIFF_DIR:`` can be read into a relative name);
 * only the drivers of the formats the README documents (``RASTER_DRIVERS``: single-file formats),
-  read-only, and the driver GDAL picked is checked again (a ``.tif`` that is VRT XML is refused);
+  read-only, and the driver GDAL picked is checked again (a ``.tif`` that is VRT XML is refused); a
+  raster whose metadata names an overview file (``OVERVIEW_FILE``, from a GeoTIFF tag or an
+  ``.aux.xml``: GDAL opens it with any driver, anywhere) is refused;
 * the sidecars GDAL would open beside it are checked first (``check_sidecars``): none may be a
-  FIFO, a device or a link leading out of the folder; overviews and masks (``.ovr``, ``.msk``) must be
-  TIFFs and ``.aux`` files Erdas HFA (GDAL opens those with any driver, VRT included); an ``.aux.xml``
-  must be well-formed XML without a DTD (no entities to expand: XXE, billion laughs) and small, else
+  FIFO, a device or a link leading out of the folder, and neither may any other entry of the folder
+  GDAL's metadata readers could open by a name of their own (``METADATA.DIM``, ``summary.txt``...:
+  ``_folder_hazards``) - GDAL lists the folder only when the image has sidecars; overviews and
+  masks (``.ovr``, ``.msk``) must be TIFFs whose tags name no overview file of their own, and ``.aux`` files Erdas HFA (GDAL opens those
+  with any driver, VRT included); an ``.aux.xml`` must be well-formed XML without a DTD (no entities
+  to expand: XXE, billion laughs) naming no ``OVERVIEW_FILE``, and small, else
   GDAL is not allowed to read it (PAM off) and the caller's warning says why; without sidecars GDAL
   does not even list the folder;
 * GDAL's configuration (``GDAL_CONFIG``) turns the network off for whatever a file asks for: PROJ's
@@ -170,6 +175,40 @@ def _siblings(image: Path) -> list[Path]:
     return [folder / n for n in names if n != image.name and n.casefold().startswith(stem)]
 
 
+def _target(entry: Path) -> tuple[Path, int] | None:
+    """``(resolved path, mode)`` of a folder entry GDAL could open; None for a folder or a broken link
+    (GDAL finds nothing there either)."""
+    try:
+        real = entry.resolve(strict=True)
+        mode = os.stat(real).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISDIR(mode) else (real, mode)
+
+
+@lru_cache(maxsize=16)
+def _folder_hazards(folder: str, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    """``(name, what it is)`` for the entries of ``folder`` that GDAL's metadata readers could open
+    although they are not named after the image (``METADATA.DIM``, ``summary.txt``, ``DIM_*.XML``,
+    ``*_MTL.txt``... read when GDAL lists the folder) and that are not plain files inside it: FIFOs,
+    sockets, devices (open() would block or read a device), and links out of the folder that are not
+    images or videos (GDAL would read a file the user did not name)."""
+    from ..files import file_kind
+    from .images import is_image, is_video
+
+    out = []
+    for name in _listing(folder, mtime_ns):
+        p = Path(folder) / name
+        if (found := _target(p)) is None:
+            continue
+        real, mode = found
+        if not stat.S_ISREG(mode):
+            out.append((name, file_kind(real)))
+        elif real.parent != p.parent and not (is_image(p) or is_video(p)):
+            out.append((name, f"a link to {real}, outside the folder"))
+    return tuple(out)
+
+
 def _head(path: Path, n: int) -> bytes:
     with open(path, "rb") as f:
         return f.read(n)
@@ -191,7 +230,25 @@ def aux_xml_problem(path: Path) -> str | None:
         ET.fromstring(data)
     except ET.ParseError as e:
         return f"{path.name} is not well-formed XML ({e})"
+    if re.search(rb"OVERVIEW_FILE", data, re.I):  # GDAL would open it with any driver, wherever it lies
+        return f"{path.name} names an overview file elsewhere (not read)"
     return None
+
+
+def tiff_sidecar_problem(path: Path) -> str | None:
+    """Why GDAL must not open the ``.ovr`` / ``.msk`` TIFF at ``path`` (None when it may): its own
+    GDAL_METADATA tag names an overview file (GDAL opens that with any driver, wherever it lies, as an
+    overview of the overview), or its tags cannot be read. Only the tags are read, never the pixels."""
+    import tifffile
+
+    try:
+        with warnings.catch_warnings(), tifffile.TiffFile(str(path)) as t:
+            warnings.simplefilter("ignore")  # tifffile's remarks on odd tags: the answer is below
+            names = any("overview_file" in str(tag.value).lower() for page in t.pages
+                        if (tag := page.tags.get(42112)) is not None)
+    except Exception as e:  # noqa: BLE001 - a TIFF whose tags cannot be read is not opened either
+        return f"its tags cannot be read ({' '.join(str(e).split())[:120]})"
+    return "its metadata names an overview file elsewhere" if names else None
 
 
 def world_file_problem(path: Path) -> str | None:
@@ -228,13 +285,9 @@ def check_sidecars(image: Path) -> tuple[dict[str, str], list[str]]:
     world = {f"{image.stem}.{s}".casefold() for s in world_file_suffixes(image.suffix)}
     for sib in siblings:
         low = sib.name.casefold()
-        try:
-            real = sib.resolve(strict=True)
-            mode = os.stat(real).st_mode
-        except OSError:
-            continue  # a broken link: GDAL finds nothing there either
-        if stat.S_ISDIR(mode):
+        if (found := _target(sib)) is None:
             continue
+        real, mode = found
         if not stat.S_ISREG(mode):
             from ..files import file_kind
 
@@ -245,11 +298,17 @@ def check_sidecars(image: Path) -> tuple[dict[str, str], list[str]]:
         if magic is not None and not low.endswith(".aux.xml") and not _head(real, 16).startswith(magic):
             raise RasterRefused(f"{image}: refused: its sidecar {sib.name} is not the {Path(low).suffix} file GDAL "
                                 "expects there (it would open it as any format, VRT included)")
+        if magic is TIFF_MAGIC and (why := tiff_sidecar_problem(real)):
+            raise RasterRefused(f"{image}: refused: its sidecar {sib.name}: {why}")
         if low.endswith(".aux.xml") and (why := aux_xml_problem(real)):
             problems.append(why)
             config["GDAL_PAM_ENABLED"] = "NO"
         elif low in world and (why := world_file_problem(real)):
             problems.append(why)
+    folder = image.parent
+    for name, what in _folder_hazards(str(folder), os.stat(folder).st_mtime_ns):
+        raise RasterRefused(f"{image}: refused: {name} beside it is {what} (with sidecars beside an image, GDAL "
+                            "also reads metadata files of other names in its folder)")
     return config, problems
 
 
@@ -285,6 +344,13 @@ class Raster:
             self.ds.close()
             raise RasterRefused(f"{self.given}: refused: GDAL read it as {self.ds.driver}, not one of "
                                 f"{', '.join(RASTER_DRIVERS)}")
+        with self.context():  # GDAL opens an overview file named in the metadata (a GeoTIFF's GDAL_METADATA
+            # tag, an .aux.xml) with any driver, wherever it is, at the first decimated read
+            elsewhere = self.ds.get_tag_item("OVERVIEW_FILE", "OVERVIEWS")
+        if elsewhere:
+            self.ds.close()
+            raise RasterRefused(f"{self.given}: refused: its metadata names an overview file elsewhere "
+                                f"({elsewhere[:200]}), which GDAL would open as any format")
 
     @contextmanager
     def context(self) -> Iterator["Raster"]:

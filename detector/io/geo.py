@@ -282,7 +282,7 @@ def geotiff_tag_problem(path: Path) -> str | None:
 
 def world_file_prj(path: Path, messages: list[str]):
     """The CRS of the ``.prj`` beside a PNG/JPEG placed by a world file (ArcGIS writes the pair), or None.
-    What cannot be read goes to ``messages``."""
+    Why a ``.prj`` there cannot be read goes to ``messages`` (the caller makes it the problem)."""
     from rasterio.crs import CRS
 
     for cand in (path.with_suffix(".prj"), path.with_suffix(".PRJ")):
@@ -296,6 +296,22 @@ def world_file_prj(path: Path, messages: list[str]):
                 messages.append(f"{cand.name} is not a CRS GDAL reads ({' '.join(str(e).split())[:120]})")
                 return None
     return None
+
+
+def aux_srs_problem(path: Path, config: dict) -> str | None:
+    """Why the ``<SRS>`` of the ``.aux.xml`` GDAL read beside ``path`` gave no CRS (None when it has none):
+    GDAL drops an SRS it cannot parse (a URL, a PROJ string naming remote grids) without a word. The
+    file was checked before GDAL read it (``gdal.aux_xml_problem``: no DTD, small)."""
+    import xml.etree.ElementTree as ET
+
+    aux = [p for p in georeferencing_sidecars(path) if p.name.casefold().endswith(".aux.xml")]
+    if not aux or config.get("GDAL_PAM_ENABLED") == "NO":
+        return None
+    try:
+        srs = (ET.fromstring(aux[0].read_bytes()).findtext("SRS") or "").strip()
+    except ET.ParseError:
+        return None
+    return f"{aux[0].name}: its SRS is not a CRS GDAL reads ({srs[:80]})" if srs else None
 
 
 def read_georeference(path: str | Path) -> GeoReference | None:
@@ -323,7 +339,11 @@ def read_georeference(path: str | Path) -> GeoReference | None:
             if ds.driver == "GTiff" and (why := geotiff_tag_problem(r.path)):
                 problems.append(why)
             if crs is None and not transform.is_identity:
-                crs = world_file_prj(path, messages)
+                unread: list[str] = []  # a .prj that is there but not a CRS: unusable, not silently none
+                crs = world_file_prj(r.path, unread)  # beside the file GDAL read (links resolved), checked
+                problems += unread
+                if crs is None and (why := aux_srs_problem(r.path, r.config)):
+                    problems.append(why)
             geo = georeference(str(path), transform, crs, gcps, gcp_crs, other, ds.width, ds.height,
                                notes=tuple(messages))
         if problems and geo is not None and not geo.problem:

@@ -85,7 +85,9 @@ class RasterScene:
         from .images import stretch_range
 
         H, W = self.shape[:2]
-        if H * W <= STRETCH_SAMPLE_PIXELS or self.ds.overviews(self.bands[0]):
+        with self.raster.context():  # GDAL looks for overview files here: in the guarded environment
+            overviews = self.ds.overviews(self.bands[0])
+        if H * W <= STRETCH_SAMPLE_PIXELS or overviews:
             sample = self._decimated(STRETCH_SAMPLE_PIXELS)
         else:  # a grid of windows: a decimated read without overviews would decode every block of the raster
             from rasterio.windows import Window

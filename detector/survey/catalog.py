@@ -97,8 +97,11 @@ def _text_list(path: Path) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def _not_a_scene(p: Path) -> str | None:
-    if not p.is_file():
-        return "not found" if not p.exists() and not p.is_symlink() else f"not a regular file ({file_kind(p)})"
+    try:
+        if not p.is_file():
+            return "not found" if not p.exists() and not p.is_symlink() else f"not a regular file ({file_kind(p)})"
+    except OSError as e:  # a name too long, a loop of links...: this entry is skipped, not the survey
+        return f"cannot be looked up ({e.strerror or e})"
     if not is_image(p):
         return f"not an image (suffix {suffix(p) or 'none'})"
     return None
@@ -122,7 +125,9 @@ class _LocalStacIO:
                 if parsed.scheme not in ("", "file") or parsed.netloc:
                     self.refused.append(f"STAC link {href} is not a local file (survey never fetches)")
                 elif root not in p.parents:
-                    self.refused.append(f"STAC link {href} lies outside {root}")
+                    given = Path(unquote(parsed.path) if parsed.scheme else href)
+                    via = f" (it leads to {p})" if Path(os.path.abspath(given)) != p else ""
+                    self.refused.append(f"STAC link {href}{via} lies outside {root}")
                 else:
                     return _read_json_text(p)
                 raise ValueError(self.refused[-1])
@@ -159,6 +164,8 @@ def _stac(path: Path, asset: str | None) -> tuple[list[tuple[str, Path]], list[t
             items = [pystac.Item.from_dict(d, preserve_dict=False)]
         else:
             raise ValueError("not a STAC ItemCollection, Catalog, Collection or Item")
+    except RecursionError:  # json and pystac recurse: nesting thousands deep, or links forming a loop
+        raise ValueError(f"{path}: cannot read it as STAC (nested too deep, or its links form a loop)") from None
     except (ValueError, KeyError, TypeError, AttributeError, pystac.STACError) as e:
         if io.refused:
             raise ValueError(f"{path}: {io.refused[0]}") from e
@@ -201,8 +208,10 @@ def catalog(source: str | Path, asset: str | None = None) -> tuple[list[SceneRef
     s = str(source)
     p = Path(s).expanduser()
     if p.is_file() and suffix(p) == "json":
-        found, skipped = _stac(p, asset)
-        return _refs(found), skipped, [p.resolve().parent]
+        found, skipped = _stac(p, asset)  # outputs stay out of the catalog's folder and its assets' (as a list's)
+        root = p.resolve().parent
+        others = {f.resolve().parent for _, f in found} - {root}
+        return _refs(found), skipped, [root] + sorted(f for f in others if root not in f.parents)
     if asset:
         raise ValueError("asset names a STAC asset; the source is not a STAC file (.json)")
     if p.is_file() and suffix(p) == "txt":
