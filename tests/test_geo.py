@@ -38,7 +38,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.warp import transform as reproject
-from test_io import FixedBox
+from _boxes import FixedBox
 
 BOX = (100.0, 50.0, 200.0, 150.0)  # x1, y1, x2, y2 in pixels (FixedBox on 320 x 320 images)
 CUSTOM = CRS.from_proj4("+proj=laea +lat_0=47.3 +lon_0=8.1 +x_0=100000 +y_0=200000 +ellps=GRS80 +units=m +no_defs")

@@ -77,3 +77,17 @@ def test_library_never_sees_argparse():
 def test_every_layer_is_known():
     units = {unit(".".join(p.relative_to(PKG.parent).with_suffix("").parts)) for p in PKG.rglob("*.py")}
     assert units <= set(LAYERS), units - set(LAYERS)
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in conftest.py (fixtures) and helper modules (``tests/_*.py``); a test
+    module imported by another would run its tests' module-level setup twice and tie the two together."""
+    tests = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert found == []
+

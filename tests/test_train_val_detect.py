@@ -30,7 +30,6 @@ import pytest
 import torch
 import yaml
 from _ssdd_subset import BATCH, EPOCHS, IMGSZ, TIMESTEPS, VAL_IMAGES, TrainedRun, read_results_csv
-from _ssdd_subset import ssdd_subset, trained_run  # noqa: F401  (session fixtures used by name)
 
 import detector  # noqa: F401
 from detector.engine.predictor import SNNPredictor
