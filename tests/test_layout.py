@@ -91,3 +91,19 @@ def test_no_test_module_imports_another():
             found += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
     assert found == []
 
+
+
+def test_runtime_and_export_modules_never_see_their_tables():
+    """The tables import their rows' modules (when a row is chosen); a row's module never imports its
+    table back (Ultralytics' backend map: the map knows the classes, the classes do not know the map)."""
+    from detector.export import EXPORTS
+    from detector.infer.runtime import RUNTIMES
+
+    back = []
+    for table, rows in (("detector.infer.runtime", RUNTIMES.values()), ("detector.export", EXPORTS.values())):
+        package = table if table == "detector.export" else table.rsplit(".", 1)[0]
+        for row in rows:
+            path = PKG.parent / (package.replace(".", "/") + "/" + row.impl.split(":")[0] + ".py")
+            back += [f"{path.name}:{line} imports {t}" for t, line in imports(path)
+                     if t == table or (table == "detector.export" and t == "detector.export.__init__")]
+    assert back == []

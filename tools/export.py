@@ -15,29 +15,23 @@ import argparse
 import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
+from detector.export import EXPORTS, export, export_formats
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--format", choices=["onnx", "pt"])
+    ap.add_argument("--format", choices=list(EXPORTS), help=export_formats())
     ap.add_argument("--weights", default=None, help=_bootstrap.WEIGHTS_HELP)
     ap.add_argument("--out", help="the file to write")
     ap.add_argument("--imgsz", type=int, default=None, help="ONNX input size (default: the weights' training size)")
-    ap.add_argument("--batch", type=int, default=1, help="example batch for tracing (the batch axis stays dynamic)")
+    ap.add_argument("--batch", type=int, default=None, help="ONNX: example batch for tracing (the batch axis stays dynamic)")
     ap.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the source)")
     a = ap.parse_args(argv)
     if a.weights == "list":
         return _bootstrap.list_weights()
     if not a.format or not a.out:
         ap.error("--format and --out are required")
-    if a.format == "onnx":
-        from detector.export import export_onnx
-
-        path = export_onnx(a.weights, a.out, a.imgsz, a.batch, overwrite=a.overwrite)
-    else:
-        from detector.weights import export_weights, resolve_weights
-
-        path = export_weights(resolve_weights(a.weights), a.out, overwrite=a.overwrite)
+    path = export(a.format, a.weights, a.out, overwrite=a.overwrite, imgsz=a.imgsz, batch=a.batch)
     from detector.weights import sha256
 
     print(f"{path}  {path.stat().st_size / 2**20:.1f} MiB  sha256 {sha256(path)}")

@@ -39,7 +39,7 @@ from ..io.scene import read_window, scene_shape
 from ..io.tiles import check_tiling, tile_count, tile_grid
 from .options import DETECT, MAX_TILES, MAX_UPSCALE, OVERLAP, TILE_BATCH
 from .predict import predict_batch
-from .runtime import Runtime, as_runtime
+from .runtime import RUNTIMES, Runtime, as_runtime
 
 EDGE_MARGIN = 2.0  # px: a box edge this close to an interior tile border counts as cut
 MERGE_IOS = 0.6  # intersection over the smaller box at which boxes of two tiles are one object
@@ -136,7 +136,7 @@ def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, over
     for k in range(0, total, batch):
         chunk = tiles[k:k + batch]
         crops = [read_window(scene, *t) for t in chunk]
-        dets = predict_batch(rt, crops, imgsz, conf, iou, max_det, pad_to=batch if rt.spec.static else None)
+        dets = predict_batch(rt, crops, imgsz, conf, iou, max_det, pad_to=batch if RUNTIMES[rt.name].static else None)
         for j, ((x0, y0, x1, y1), d) in enumerate(zip(chunk, dets)):
             if len(d) >= max_det:
                 full.append((x0, y0))

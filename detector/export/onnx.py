@@ -1,4 +1,5 @@
-"""ONNX export: the spiking detector as a graph that ONNX Runtime runs, without PyTorch.
+"""ONNX export (the ``onnx`` row of ``detector.export.EXPORTS``): the spiking detector as a graph that
+ONNX Runtime runs, without PyTorch.
 
 The exported graph is the integer (fast CPU) form of the model at a fixed input size:
 
@@ -22,18 +23,18 @@ line is reported).
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from . import checks
-from .nn import kernels
-from .nn.neurons import SJNeuron, StatefulMixin
-from .infer.onnx_runtime import ONNX_FORMAT, require_onnx
+from .. import checks
+from ..infer.onnx_runtime import ONNX_FORMAT, require_onnx
+from ..nn import kernels
+from ..nn.neurons import SJNeuron, StatefulMixin
 
 OPSET = 17
 
@@ -69,9 +70,9 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     ``model`` to ``out`` (an ``.onnx`` file), at ``imgsz`` (default: the training size), with a dynamic
     batch axis (``batch`` is the example). Weights are exported with batch norm folded (the eager
     runtime's model); the graph is traced on the CPU (it does not depend on the device)."""
-    from .infer.runtime import load_torch_model
-    from .models.settings import settings_of
-    from .weights import resolve_weights, sha256
+    from ..infer.runtime import load_torch_model
+    from ..models.settings import settings_of
+    from ..weights import resolve_weights, sha256
 
     require_onnx()
     out = Path(out)
@@ -91,9 +92,7 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     imgsz = checks.imgsz(imgsz or settings.imgsz())
     check_exportable(model)
     x = torch.zeros(batch, 3, imgsz, imgsz)
-    meta = {"format": ONNX_FORMAT, "names": json.dumps({int(k): v for k, v in model.names.items()}),
-            "imgsz": str(imgsz), "timesteps": str(int(model.timesteps)), "levels": str(_levels(model)),
-            "source_sha256": src_sha or "", "train_image_size": str(settings.train_image_size or "")}
+    meta = {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": src_sha or ""}
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -123,8 +122,3 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
         tmp.unlink(missing_ok=True)
     return out
 
-
-def _levels(model: nn.Module) -> int:
-    from .nn.synapse import model_levels
-
-    return model_levels(model)
