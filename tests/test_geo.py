@@ -313,7 +313,7 @@ def test_detect_tool_passes_geojson_crs(tmp_path, monkeypatch):
     spec.loader.exec_module(tool)
     seen = []
     monkeypatch.setattr(tool, "detect",
-                        lambda *a, **k: seen.append(k["geojson_crs"]) or SimpleNamespace(images=1, frames=0))
+                        lambda *a, **k: seen.append(k["options"].geojson_crs) or SimpleNamespace(images=1, frames=0))
     for extra, want in (([], "wgs84"), (["--geojson-crs", "native"], "native")):
         assert tool.main(["--source", str(tmp_path), "--save-geojson", *extra]) == 0 and seen[-1] == want
     with pytest.raises(SystemExit):
