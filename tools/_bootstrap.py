@@ -50,19 +50,21 @@ def cli(main) -> int:
         return 2
 
 
-def add_options(parser, record: type, skip: tuple[str, ...] = (), group=None) -> None:
+def add_options(parser, record: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+                group=None) -> None:
     """A flag per field of the options record ``record`` (``detector.infer.options``: the field's
-    metadata says how), except ``skip`` and fields marked ``cli=False``. Flags the user leaves out are
+    metadata says how), except ``skip`` and fields marked ``cli=False`` (with ``only``: those fields
+    alone, e.g. into a mutually exclusive ``group``). Flags the user leaves out are
     left out of the namespace (``argparse.SUPPRESS``), so the record's own defaults apply: written once."""
     import argparse
     from dataclasses import MISSING, fields
 
     for f in fields(record):
         meta = dict(f.metadata)
-        if f.name in skip or not meta.pop("cli", True):
+        if f.name in skip or (only is not None and f.name not in only) or not meta.pop("cli", True):
             continue
         help_ = meta.pop("help", "")
-        if f.default not in (MISSING, None, False, ()):
+        if not any(f.default is v for v in (MISSING, None, False)) and f.default != ():
             shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
             help_ = f"{help_} (default {shown})"
         flag = meta.pop("flag", "--" + f.name.replace("_", "-"))

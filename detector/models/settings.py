@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 
 from torch import nn
 
+DEFAULT_IMGSZ = 640  # the input size of a model that records no training size (every tool's fallback)
+
 
 @dataclass(frozen=True)
 class ModelSettings:
@@ -33,7 +35,7 @@ class ModelSettings:
     input_size: int | None = None
     source: str = ""
 
-    def imgsz(self, fallback: int = 640) -> int:
+    def imgsz(self, fallback: int = DEFAULT_IMGSZ) -> int:
         """The inference size to use when none is given."""
         return int(self.input_size or self.train_imgsz or fallback)
 
