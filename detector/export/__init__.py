@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
+from ..infer.options import WEIGHTS_HELP, build, opt
 from .onnx import export_onnx  # the onnx row's function, under the name callers use
 
 
@@ -49,16 +52,35 @@ def export_formats() -> str:
                      + (f", needs the {f.extra} extra" if f.extra else "") + f"): {f.summary}" for f in EXPORTS.values())
 
 
-def export(fmt: str, weights: str | Path | None, out: str | Path, *, overwrite: bool = False, **options: Any) -> Path:
-    """Export ``weights`` (a shipped model's name or a path; default: the default shipped model) as
-    ``fmt`` to ``out``; ``options`` are the format's own (its row's ``options``; None: the default)."""
-    spec = EXPORTS.get(fmt)
-    if spec is None:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORTS)}")
-    given = {k: v for k, v in options.items() if v is not None}
-    if set(given) - set(spec.options):
-        raise ValueError(f"export format {fmt} takes no {', '.join(sorted(set(given) - set(spec.options)))} option")
-    return spec.load()(weights, out, overwrite=overwrite, **given)
+@dataclass(frozen=True)
+class ExportOptions:
+    """An export's options: the format (a row of ``EXPORTS``), the weights, whether an existing output
+    may be replaced, and the format's own options (None: the format's default; the format's exporter
+    checks their values, as it does when called directly)."""
+
+    format: str | None = opt(None, export_formats(), choices=tuple(EXPORTS))  # required: no default format
+    weights: str | Path | None = opt(None, WEIGHTS_HELP)
+    imgsz: int | None = opt(None, "ONNX input size (default: the weights' training size)", type=int)
+    batch: int | None = opt(None, "ONNX: example batch for tracing (the batch axis stays dynamic)", type=int)
+    overwrite: bool = opt(False, "replace OUT if it exists (never the source)", action="store_true")
+
+    def __post_init__(self) -> None:
+        spec = EXPORTS.get(self.format or "")
+        if spec is None:
+            raise ValueError(f"unknown export format {self.format!r}; choose one of {', '.join(EXPORTS)}")
+        extra = [k for k in ("imgsz", "batch") if getattr(self, k) is not None and k not in spec.options]
+        if extra:
+            raise ValueError(f"export format {self.format} takes no {', '.join(extra)} option")
 
 
-__all__ = ["EXPORTS", "ExportFormat", "export", "export_formats", "export_onnx"]
+def export(out: str | Path, options: ExportOptions | None = None, *, model: nn.Module | None = None,
+           **fields: Any) -> Path:
+    """Export the weights (a shipped model's name or a path; default: the default shipped model), or a
+    loaded ``model`` where the format takes one, to ``out``; ``options`` is an ``ExportOptions`` (or its
+    fields as keywords: ``format="onnx", imgsz=320``...)."""
+    o = build(ExportOptions, options, **fields)
+    spec = EXPORTS[o.format]
+    given = {k: v for k, v in (("imgsz", o.imgsz), ("batch", o.batch), ("model", model)) if v is not None}
+    if "model" in given and "model" not in spec.options:
+        raise ValueError(f"export format {o.format} exports a weights file, not a loaded model")
+    return spec.load()(o.weights, out, overwrite=o.overwrite, **given)

@@ -1,5 +1,5 @@
 """The options of the entry points: one frozen record per entry point, built by keyword and checked once,
-at construction (here: the shared ``ModelOptions``, detect, evaluation, export; the analysis tools'
+at construction (here: the shared ``ModelOptions``, detect, evaluation; export's is ``detector.export.ExportOptions``; the analysis tools'
 records extend ``ModelOptions`` beside their code: ``detector.analysis.heatmap.HeatmapOptions``,
 ``detector.analysis.energy.EnergyOptions``, ``detector.analysis.benchmark.BenchmarkOptions``;
 training's is ``detector.engine.trainer.TrainOptions``);
@@ -21,7 +21,7 @@ from ..io.geojson import CRS_MODES
 from ..io.tiles import OVERLAP, check_overlap, check_tiling
 
 __all__ = ["DETECT", "VAL", "OVERLAP", "TILE_BATCH", "MAX_TILES", "MAX_UPSCALE", "Thresholds", "ModelOptions",
-           "DetectOptions", "ValOptions", "ExportOptions", "build", "opt", "parse_tile", "tiling"]
+           "DetectOptions", "ValOptions", "build", "opt", "parse_tile", "tiling"]
 
 
 @dataclass(frozen=True)
@@ -145,21 +145,6 @@ class ValOptions(ModelOptions):
         checks.unit_interval("iou", self.iou)
         checks.positive_int("batch", self.batch, 1024)
         checks.output_file(self.json_out, "--json")
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """An export's options (``detector.export``): the format's own (its table row says which it takes)."""
-
-    weights: str | Path | None = opt(None, WEIGHTS_HELP)
-    imgsz: int | None = opt(None, "ONNX input size (default: the weights' training size)", type=int)
-    batch: int = opt(1, "ONNX: example batch for tracing (the batch axis stays dynamic)", type=int)
-    overwrite: bool = opt(False, "replace OUT if it exists (never the source)", action="store_true")
-
-    def __post_init__(self) -> None:
-        if self.imgsz is not None:
-            checks.imgsz(self.imgsz)
-        checks.positive_int("batch", self.batch, 256)
 
 
 def build(cls: type, options: Any = None, **given: Any) -> Any:
