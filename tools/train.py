@@ -12,6 +12,7 @@ import argparse
 import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
+from detector.engine.train_options import TrainOptions
 from detector.engine.trainer import train
 
 
@@ -91,9 +92,11 @@ def main(argv=None) -> int:
             prior = float(prior)
         except ValueError:
             ap.error(f"--cls-prior must be a probability or none, got {a.cls_prior!r}")
-    t = train(a.data, a.model, a.epochs, a.imgsz, a.batch, a.device, a.timesteps, a.resume, a.project, a.name,
-              neuron=neuron, distill=distill, amp=not a.no_amp,
-              model_changes={"readout": a.readout, "cls_prior": prior}, **extra)
+    options = TrainOptions.of(model=a.model, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, device=a.device,
+                              timesteps=a.timesteps, resume=a.resume, project=a.project, name=a.name, neuron=neuron,
+                              distill=distill, amp=not a.no_amp,
+                              model_changes={"readout": a.readout, "cls_prior": prior}, **extra)
+    t = train(a.data, options=options)
     print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
     return 0
 

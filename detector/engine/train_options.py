@@ -1,0 +1,67 @@
+"""Training's options record: what ``detector.engine.trainer.train`` takes, checked once at construction
+(the device, the distillation settings and the teacher file before any work). Ultralytics' own training
+arguments (``workers``, ``seed``, ``lr0``...) travel in ``overrides`` and are checked by Ultralytics'
+``check_cfg`` (and, for a resumed run, by ``detector.engine.resume``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..models.settings import DEFAULT_IMGSZ
+
+# a new run's sizes when none are given (a resumed run keeps its checkpoint's)
+NEW_RUN = {"epochs": 100, "imgsz": DEFAULT_IMGSZ, "batch": 16}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """``model``: variant (n/s/m), model YAML, or a checkpoint ``.pt`` to start from; ``epochs`` /
+    ``imgsz`` / ``batch``: None = ``NEW_RUN``'s for a new run, the checkpoint's when resuming (given,
+    they override it; ``epochs`` may then raise the total); ``device``: ``detector.devices`` names
+    (several GPUs: DDP); ``timesteps`` / ``neuron`` / ``model_changes``: changes to the model config
+    (``resolve_model_yaml``); ``distill``: teacher settings (``detector.engine.distill``); ``amp``: mixed
+    precision on CUDA (ignored on the CPU); ``resume``: True (latest run) or the path of a ``last.pt``."""
+
+    model: str | Path = "n"
+    epochs: int | None = None
+    imgsz: int | None = None
+    batch: int | None = None
+    device: Any = "cpu"
+    timesteps: int | None = None
+    resume: str | bool = False
+    project: str | Path = "runs/train"
+    name: str = "exp"
+    neuron: dict | None = None
+    distill: dict | None = None
+    amp: bool = True
+    model_changes: dict | None = None
+    overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from ..devices import resolve_device
+
+        if self.distill and "," in str(self.device):
+            raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
+        object.__setattr__(self, "device", resolve_device(self.device, multi=True))
+        if self.distill:
+            from ..weights import load_ann_checkpoint
+            from .distill import check_options
+
+            d = self.distill  # the options and the teacher file, checked before any work
+            check_options(float(d.get("cls_weight", 1.0)), float(d.get("box_weight", 1.0)),
+                          float(d.get("temperature", 1.0)), float(d.get("feat_weight") or 0.0))
+            load_ann_checkpoint(d["teacher"])
+        changes = {k: v for k, v in (self.model_changes or {}).items() if v is not None}
+        if not self.resume and str(self.model).endswith(".pt") and (self.timesteps is not None or self.neuron or changes):
+            raise ValueError("--timesteps / --neuron / --readout / --cls-prior change the architecture; they cannot "
+                             "apply to a checkpoint")
+        object.__setattr__(self, "model_changes", changes)
+
+    @classmethod
+    def of(cls, **kw: Any) -> "TrainOptions":
+        """The record from keywords; those that are not its fields are Ultralytics' (``overrides``)."""
+        own = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in kw.items() if k in own},
+                   overrides={**kw.get("overrides", {}), **{k: v for k, v in kw.items() if k not in own}})
