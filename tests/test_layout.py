@@ -107,3 +107,23 @@ def test_runtime_and_export_modules_never_see_their_tables():
             back += [f"{path.name}:{line} imports {t}" for t, line in imports(path)
                      if t == table or (table == "detector.export" and t == "detector.export.__init__")]
     assert back == []
+
+
+MAX_PARAMS = 10
+
+
+def test_no_function_takes_more_than_ten_parameters():
+    """Long signatures become an options record (detector/infer/options.py and its kin): every function
+    and method of the package takes at most ``MAX_PARAMS`` parameters (``self`` / ``cls`` not counted;
+    ``*args`` and ``**kwargs`` count one each)."""
+    long = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [x.arg for x in a.posonlyargs + a.args]
+                n = len(names) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
+                n -= bool(names) and names[0] in ("self", "cls")
+                if n > MAX_PARAMS:
+                    long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name}() takes {n}")
+    assert long == []

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         if not a.resume:
             extra.update(seed=a.seed, workers=a.workers, close_mosaic=10 if a.close_mosaic is None else a.close_mosaic)
         t = train_baseline(a.data, a.epochs, a.imgsz, a.batch, a.device, a.resume, a.project, a.name, model=a.model,
-                           amp=not a.no_amp, **extra)
+                           **({"amp": False} if a.no_amp else {}), **extra)  # amp on by default (Ultralytics')
         print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
         weights, data, imgsz = t.best, a.data or t.args.data, int(t.args.imgsz)
     else:

@@ -56,25 +56,23 @@ class BaselineTrainer(SafeTrainer):
 
 def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int = 16, device: str = "cpu",
                    resume: str | None = None, project: str | Path = "runs/baseline", name: str = "yolov8n",
-                   model: str = "yolov8n.yaml", amp: bool = True, **overrides: Any) -> BaselineTrainer:
+                   model: str = "yolov8n.yaml", **overrides: Any) -> BaselineTrainer:
     """Train ``model`` (one of ``ANN_ARCHS``) from scratch, or resume ``resume`` (a ``last.pt`` a
     baseline run wrote), raising ``epochs`` if given. ``device``: ``detector.devices`` names (several GPUs:
-    DDP); ``amp``: mixed precision on CUDA (ignored on the CPU)."""
+    DDP); ``overrides``: Ultralytics' training arguments (``amp=False``: fp32 on CUDA; the CPU always runs
+    fp32)."""
     from ..devices import resolve_device
 
     device = resolve_device(device, multi=True).ultralytics
     if resume:
         args = dict(model=str(resume), resume=str(resume), data=str(data) if data else "", device=device, **overrides)
-        if not amp:
-            args["amp"] = False
         if epochs is not None:
             args["epochs"] = epochs
     else:
         if model not in ANN_ARCHS:
             raise ValueError(f"baseline model must be one of {list(ANN_ARCHS)}, got {model!r}")
         args = dict(model=model, data=str(data), epochs=100 if epochs is None else epochs, imgsz=imgsz, batch=batch,
-                    device=device, pretrained=False, amp=bool(amp), project=str(Path(project).resolve()), name=name,
-                    **overrides)
+                    device=device, pretrained=False, project=str(Path(project).resolve()), name=name, **overrides)
     trainer = BaselineTrainer(overrides=args)
     trainer.train()
     return trainer

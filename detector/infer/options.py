@@ -64,9 +64,10 @@ def parse_tile(v: str | int | None) -> int | str | None:
 
 def tiling(tile: Any, overlap: float, auto: bool) -> None:
     """The tile size (``auto`` where ``auto``) and the overlap, checked."""
-    if tile is not None and not (auto and tile == "auto"):
-        check_tiling(tile, overlap)
-    check_overlap(overlap)
+    if tile is None or (auto and tile == "auto"):
+        check_overlap(overlap)
+    else:
+        check_tiling(tile, overlap)  # the overlap included
 
 
 @dataclass(frozen=True)

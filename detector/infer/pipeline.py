@@ -23,7 +23,7 @@ from ..io.images import expand_source
 from ..io.scene import scene_shape
 from ..io.writers import OutputFolder, close_writers, describe, make_writers, next_run_folder, write_frame
 from ..models.settings import ModelSettings
-from .options import TILE_BATCH, DetectOptions, build
+from .options import DetectOptions, build
 from .predict import predict_image
 from .runtime import Runtime, as_runtime, load_runtime
 from .tiled import Progress, predict_tiled
@@ -97,7 +97,7 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
                 det = predict_image(rt, frame.pixels, imgsz, o.conf, o.iou, o.max_det).numpy()
             else:
                 label = f"{frame.source}" + (f" frame {frame.index}" if frame.index is not None else "")
-                det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, o.conf, o.iou, o.max_det, TILE_BATCH,
+                det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, o.conf, o.iou, o.max_det,
                                     Progress(label) if verbose else None, label)
             ms = (time.perf_counter() - t0) * 1000
             write_frame(writers, frame, det, on_skip)  # all outputs or none (Ctrl-C), one bad output reported

@@ -36,7 +36,7 @@ from torch import nn
 from ultralytics.utils import LOGGER
 
 from ..io.scene import read_window, scene_shape
-from ..io.tiles import check_tiling, tile_count, tile_grid
+from ..io.tiles import tile_count, tile_grid
 from .options import DETECT, MAX_TILES, MAX_UPSCALE, OVERLAP, TILE_BATCH
 from .predict import predict_batch
 from .runtime import RUNTIMES, Runtime, as_runtime
@@ -47,8 +47,8 @@ MERGE_IOS = 0.6  # intersection over the smaller box at which boxes of two tiles
 
 def check_plan(shape: tuple[int, ...], tile: int, overlap: float, imgsz: int) -> int:
     """The number of tiles for a scene of ``shape``, or a one-line ValueError when the work is out of
-    bounds (module docstring), naming the count and a setting that fits."""
-    check_tiling(tile, overlap)
+    bounds (module docstring), naming the count and a setting that fits. ``tile`` and ``overlap`` are
+    checked values (``DetectOptions`` checks them at the door)."""
     H, W = int(shape[0]), int(shape[1])
     if imgsz > MAX_UPSCALE * tile:
         raise ValueError(f"--imgsz {imgsz} would enlarge {tile} px tiles {imgsz / tile:.0f} times (at most "
@@ -121,11 +121,11 @@ def merge_tiles(det: np.ndarray, tile_of: np.ndarray, iou: float, ios: float = M
 @torch.no_grad()
 def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, overlap: float = OVERLAP,
                   conf: float = DETECT.conf, iou: float = DETECT.iou, max_det: int = DETECT.max_det,
-                  batch: int = TILE_BATCH, progress: Callable[[int, int], None] | None = None,
-                  source: str = "scene") -> np.ndarray:
-    """Detections (N, 6) = x1, y1, x2, y2, score, class in scene pixels, from tiles of ``tile`` px.
-    ``scene``: a BGR array or a lazy scene (``detector.io.scene``). ``max_det``: per tile.
-    ``progress(done, total)`` is called after every batch of tiles."""
+                  progress: Callable[[int, int], None] | None = None, source: str = "scene") -> np.ndarray:
+    """Detections (N, 6) = x1, y1, x2, y2, score, class in scene pixels, from tiles of ``tile`` px, run
+    ``TILE_BATCH`` at a time. ``scene``: a BGR array or a lazy scene (``detector.io.scene``).
+    ``max_det``: per tile. ``progress(done, total)`` is called after every batch of tiles."""
+    batch = TILE_BATCH
     rt = as_runtime(model)
     shape = scene_shape(scene)
     H, W = shape[:2]
