@@ -64,7 +64,7 @@ def add_options(parser, record: type, skip: tuple[str, ...] = (), only: tuple[st
         if f.name in skip or (only is not None and f.name not in only) or not meta.pop("cli", True):
             continue
         help_ = meta.pop("help", "")
-        if not any(f.default is v for v in (MISSING, None, False)) and f.default != ():
+        if "action" not in meta and not any(f.default is v for v in (MISSING, None, False)) and f.default != ():
             shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
             help_ = f"{help_} (default {shown})"
         flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
