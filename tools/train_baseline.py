@@ -18,6 +18,7 @@ import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
 from detector.engine.baseline import evaluate_baseline, train_baseline
+from detector.models.settings import DEFAULT_IMGSZ
 
 
 def main(argv=None) -> int:
@@ -25,7 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="", help="dataset YAML (written by tools/convert.py)")
     ap.add_argument("--model", default="yolov8n.yaml", help="Ultralytics' bundled yolov8{n,s,m,l,x}.yaml (random weights)")
     ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 100; with --resume: raise the total)")
-    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
     ap.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA (default: mixed precision on CUDA)")

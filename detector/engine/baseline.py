@@ -22,6 +22,7 @@ from typing import Any
 
 from ultralytics.utils import RANK
 
+from ..models.settings import DEFAULT_IMGSZ
 from ..io.dataset_yaml import load_dataset
 from ..weights import ANN_ARCHS, build_ann, load_ann_checkpoint, save_ann_checkpoint
 from .safe_trainer import SafeTrainer
@@ -78,7 +79,7 @@ def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int 
     return trainer
 
 
-def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test", imgsz: int = 640, batch: int = 16,
+def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test", imgsz: int = DEFAULT_IMGSZ, batch: int = 16,
                       device: str = "cpu", project: str | Path = "runs/baseline", name: str = "val") -> dict[str, Any]:
     """Ultralytics' validator on a baseline checkpoint (EMA weights): overall and per-class mAP@0.5 and
     mAP@0.5:0.95; with COCO ground truth also pycocotools' figures and the true positives' score

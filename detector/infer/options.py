@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import checks
 from ..io.geojson import CRS_MODES
+from ..models.settings import DEFAULT_IMGSZ
 from ..io.tiles import OVERLAP, check_overlap, check_tiling
 
 __all__ = ["DETECT", "VAL", "OVERLAP", "TILE_BATCH", "MAX_TILES", "MAX_UPSCALE", "Thresholds", "ModelOptions",
@@ -77,7 +78,7 @@ class ModelOptions:
 
     weights: str | Path | None = opt(None, WEIGHTS_HELP)
     imgsz: int | None = opt(None, "input size, a multiple of 32 (default: the size the weights were trained at, "
-                                  "else 640)", type=int)
+                                  f"else {DEFAULT_IMGSZ})", type=int)
     device: Any = opt("cpu", "cpu, mps, cuda, cuda:N or N")
 
     def __post_init__(self) -> None:
