@@ -80,4 +80,4 @@ def options(record: type, args, **extra):
     for k in ("blocks", "timesteps", "sizes", "batches", "variants"):  # argparse lists, tuples in a frozen record
         if isinstance(given.get(k), list):
             given[k] = tuple(given[k])
-    return record(**given, **extra)
+    return record(**{**given, **extra})  # what the tool mapped by hand wins over a same-named flag

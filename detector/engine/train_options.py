@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..infer.options import opt
 from ..models.settings import DEFAULT_IMGSZ
 
 # a new run's sizes when none are given (a resumed run keeps its checkpoint's)
@@ -24,20 +25,22 @@ class TrainOptions:
     (``resolve_model_yaml``); ``distill``: teacher settings (``detector.engine.distill``); ``amp``: mixed
     precision on CUDA (ignored on the CPU); ``resume``: True (latest run) or the path of a ``last.pt``."""
 
-    model: str | Path = "n"
-    epochs: int | None = None
-    imgsz: int | None = None
-    batch: int | None = None
-    device: Any = "cpu"
-    timesteps: int | None = None
-    resume: str | bool = False
-    project: str | Path = "runs/train"
-    name: str = "exp"
-    neuron: dict | None = None
-    distill: dict | None = None
-    amp: bool = True
-    model_changes: dict | None = None
-    overrides: dict = field(default_factory=dict)
+    model: str | Path = opt("n", "variant n, s, m, a model YAML, or a checkpoint to start from")
+    epochs: int | None = opt(None, f"total epochs (default {NEW_RUN['epochs']}; with --resume: raise the total)", type=int)
+    imgsz: int | None = opt(None, f"training size (default {NEW_RUN['imgsz']}; with --resume: override the "
+                                  "checkpoint's)", type=int)
+    batch: int | None = opt(None, f"batch size (default {NEW_RUN['batch']}; with --resume: override the checkpoint's)",
+                            type=int)
+    device: Any = opt("cpu", "cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
+    timesteps: int | None = opt(None, "T (default: the model config's)", type=int)
+    resume: str | bool = opt(False, cli=False)
+    project: str | Path = opt("runs/train", "folder of the run folders")
+    name: str = opt("exp", "run folder name")
+    neuron: dict | None = opt(None, cli=False)
+    distill: dict | None = opt(None, cli=False)
+    amp: bool = opt(True, cli=False)
+    model_changes: dict | None = opt(None, cli=False)
+    overrides: dict = field(default_factory=dict, metadata={"cli": False})
 
     def __post_init__(self) -> None:
         from ..devices import resolve_device
