@@ -127,3 +127,20 @@ def test_no_function_takes_more_than_ten_parameters():
                 if n > MAX_PARAMS:
                     long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name}() takes {n}")
     assert long == []
+
+
+SHARED_FLAGS = ("--weights", "--imgsz", "--device", "--runtime", "--conf", "--iou", "--tile", "--overlap", "--batch",
+                "--epochs", "--max-det")
+
+
+def test_tools_take_shared_flags_from_the_options_records():
+    """The flags several tools share are generated from the options records' fields
+    (``tools/_bootstrap.add_options``), never declared by hand in a tool: one help text, one default."""
+    tools = PKG.parent / "tools"
+    by_hand = []
+    for path in sorted(tools.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+                    and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value in SHARED_FLAGS):
+                by_hand.append(f"{path.name}:{node.lineno} {node.args[0].value}")
+    assert by_hand == []

@@ -49,6 +49,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from ..infer.options import opt
+
 ATTENTIONS = ("ssa", "sssa_v1", "sssa_v2")
 LABELS = {"ssa": "Spikformer SSA", "sssa_v1": "SSSA-V1", "sssa_v2": "SSSA-V2"}
 DEFAULT_SIZES = (16, 24, 32, 48, 64, 96, 128)  # square token grids: N = 256 ... 16,384
@@ -206,16 +208,17 @@ class BenchConfig:
     the skip rules (an estimated peak above ``max_mem_gb``, a predicted time above ``max_seconds``),
     the smallest N of the upper exponent fit, and the input seed."""
 
-    dim: int = 64
-    heads: int = 2
-    timesteps: int = 4
-    batch: int = 1
-    repeats: int = 5
-    min_time: float = 1.0
-    max_mem_gb: float = 4.0
-    max_seconds: float = 120.0
-    fit_min_tokens: int = 1024
-    seed: int = 0
+    dim: int = opt(64, "channels C", type=int)
+    heads: int = opt(2, "attention heads", type=int)
+    timesteps: int = opt(4, "T", type=int)
+    batch: int = opt(1, "batch", type=int)
+    repeats: int = opt(5, "least timed steps per configuration, after one warm-up", type=int)
+    min_time: float = opt(1.0, "keep timing a configuration (up to 50 steps) until this many seconds of steps ran",
+                          type=float)
+    max_mem_gb: float = opt(4.0, "skip configurations estimated to need more", type=float)
+    max_seconds: float = opt(120.0, "skip configurations predicted (from smaller sizes) to take longer", type=float)
+    fit_min_tokens: int = opt(1024, "lower end of the upper-range exponent fit", type=int)
+    seed: int = opt(0, "input seed", type=int)
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
