@@ -53,7 +53,7 @@ def opt(default: Any = None, help: str = "", **cli: Any) -> Any:
 
 def parse_tile(v: str | int | None) -> int | str | None:
     """A tile option as the user wrote it: a size in pixels, ``auto``, or ``none`` / None."""
-    if v is None or v in ("none", 0, "0"):
+    if v is None or v == "none":
         return None
     if v == "auto" or isinstance(v, int):
         return v
