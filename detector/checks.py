@@ -30,6 +30,12 @@ def imgsz(v: Any, name: str = "imgsz") -> int:
     return int(v)
 
 
+def image_size(v: Any, default: Any) -> int:
+    """The input size a tool runs at: ``v`` when given (0 and other falsy values included: checked, never
+    replaced by the default), else ``default``; every tool goes through this one check (``imgsz``)."""
+    return imgsz(default if v is None else v)
+
+
 def device(v: Any, multi: bool = False) -> str:
     """A device that exists on this machine, in Ultralytics' spelling (``detector.devices`` maps the names)."""
     from .devices import resolve_device

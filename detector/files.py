@@ -23,7 +23,7 @@ import shutil
 import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -188,3 +188,27 @@ def interrupts_held() -> Iterator[None]:
                 previous(*pending[0])
             elif previous != signal.SIG_IGN:
                 raise KeyboardInterrupt
+
+
+MAX_YAML_BYTES = 1 << 20  # a model config, dataset YAML or model registry is a few kB
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The one way the project reads a YAML file it did not write (model configs, dataset YAMLs, the shipped
+    model registry): a regular file of at most ``MAX_YAML_BYTES``, without aliases (``*name``: a few
+    lines of them can expand into gigabytes, the "billion laughs"), parsed by the safe loader (no Python
+    objects). Raises ValueError naming the file (``what``: "dataset YAML"...) and why."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} {p} is not a regular file ({file_kind(p)})")
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise ValueError(f"{what} {p} is {p.stat().st_size:,} bytes (at most {MAX_YAML_BYTES:,})")
+    try:
+        text = p.read_text(encoding="utf-8")
+        if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise ValueError(f"{what} {p} uses YAML aliases (*name), which are not read: write the values out")
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot parse {what} {p}: {' '.join(str(e).split())[:160]}") from None

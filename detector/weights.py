@@ -43,15 +43,18 @@ def shipped_dir() -> Path:
 
 def shipped_models() -> tuple[str, dict[str, dict[str, str]]]:
     """(default name, {name: {"file", "summary"}}) from the shipped folder's ``models.yaml``."""
-    import yaml
+    from .files import read_yaml
 
     path = shipped_dir() / "models.yaml"
     try:
-        reg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        reg = read_yaml(path, "the shipped model registry")
         models = {str(k): {"file": str(v["file"]), "summary": str(v.get("summary", ""))} for k, v in reg["models"].items()}
         default = str(reg["default"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"the shipped model registry {path} is unreadable ({type(e).__name__}: {e})") from e
+    except ValueError:
+        raise
+    except (OSError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"the shipped model registry {path} is unreadable ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:160]})") from None
     bad = [k for k, v in models.items() if not MODEL_NAME.match(k) or Path(v["file"]).name != v["file"]]
     if bad or default not in models:
         raise ValueError(f"{path}: bad entries {bad} or default {default!r} not listed")
@@ -74,15 +77,21 @@ def shipped_path(name: str) -> Path:
     return shipped_dir() / models[name]["file"]
 
 
-DEFAULT_WEIGHTS = shipped_path(shipped_models()[0])
+def default_weights() -> Path:
+    """The default shipped model's file (read from the registry when asked, so that a broken registry is
+    one line from the tool that needs it, never an import error)."""
+    return shipped_path(shipped_models()[0])
 
 
 def resolve_weights(spec: str | Path | None) -> Path:
     """The weights file ``spec`` names: None = the default shipped model; a shipped model's short name
     (a bare word without a suffix or a folder, e.g. ``ssdd``; write ``./ssdd`` for a file of that name);
     otherwise a path. A missing file is a FileNotFoundError naming it."""
-    if spec is None or str(spec) == "":
-        path = Path(DEFAULT_WEIGHTS)
+    if spec is not None and not str(spec).strip():
+        raise ValueError("--weights is empty: give a shipped model's name (--weights list shows them) or a checkpoint "
+                         "path, or leave it out for the default model")
+    if spec is None:
+        path = default_weights()
         if not path.is_file():
             raise FileNotFoundError(f"default weights not found: {path} (pass --weights PATH or a shipped name; "
                                     "--weights list shows them)")
@@ -200,7 +209,11 @@ def read_plain_file(path: str | Path, what: str = "weights") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        import warnings
+
+        with warnings.catch_warnings():  # torch's notes on the pickle protocol: the refusal below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         why = _unpickler_reason(e)
         raise UnsafeCheckpointError(

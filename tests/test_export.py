@@ -19,7 +19,7 @@ from detector.export import export_onnx
 from detector.infer import detect, load_runtime, predict_image
 from detector.infer.onnx_runtime import OnnxRuntime
 from detector.models import SNNViTYOLO, load_config
-from detector.weights import DEFAULT_WEIGHTS
+from detector.weights import default_weights
 from _tiny import TINY, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_foreign_onnx_file_is_refused(tmp_path):
     bad.write_bytes(b"not an onnx file")
     with pytest.raises(ValueError, match="cannot load"):
         OnnxRuntime(bad)
-    assert DEFAULT_WEIGHTS.is_file()
+    assert default_weights().is_file()
 
 
 @pytest.mark.slow

@@ -106,7 +106,7 @@ def test_outputs_agree_after_ctrl_c(tmp_path, tiny_weights, monkeypatch):
     finally:
         signal.signal(signal.SIGINT, previous)
     in_json = {p["file_name"] for p in json.loads((out / "predictions.json").read_text())}
-    in_geojson = {f["properties"]["source"] for f in json.loads((out / "detections.geojson").read_text())["features"]}
+    in_geojson = {f["properties"]["source"] for f in json.loads((out / "detections.pixels.geojson").read_text())["features"]}
     rendered = {p.stem + ".png" for p in out.glob("*.jpg")}
     labels = {p.stem + ".png" for p in (out / "labels").glob("*.txt")}
     assert in_json == in_geojson == rendered == labels == {"a.png", "b.png"}

@@ -225,7 +225,7 @@ def test_tool(tmp_path, monkeypatch, capsys):
     # clear errors: missing default weights, a bad block or timestep
     import detector.weights as W
 
-    monkeypatch.setattr(W, "DEFAULT_WEIGHTS", tmp_path / "none.pt")
+    monkeypatch.setattr(W, "default_weights", lambda: tmp_path / "none.pt")
     assert tool.main(["--source", str(src), "--out", str(out)]) == 2
     assert "weights not found" in capsys.readouterr().err
     assert tool.main(["--source", str(src), "--model", "n", "--imgsz", "128", "--calib", "1", "--out", str(out),
@@ -244,8 +244,9 @@ def test_trained_salience_on_ssdd_ships(ssdd_root):
     are shipped."""
     import xml.etree.ElementTree as ET
 
-    from detector.weights import DEFAULT_WEIGHTS, default_imgsz, load_model
+    from detector.weights import default_imgsz, default_weights, load_model
 
+    DEFAULT_WEIGHTS = default_weights()
     if not DEFAULT_WEIGHTS.is_file():
         pytest.skip(f"no trained weights at {DEFAULT_WEIGHTS}")
     model = load_model(DEFAULT_WEIGHTS)

@@ -46,7 +46,7 @@ def test_a_strip_too_long_for_jpeg_is_rendered_and_its_predictions_kept(tmp_path
     assert s.images == 2  # the strip did not stop the folder
     preds = json.loads((out / "predictions.json").read_text())
     assert {p["file_name"] for p in preds} == {"a_strip.png", "b.png"}
-    feats = json.loads((out / "detections.geojson").read_text())["features"]
+    feats = json.loads((out / "detections.pixels.geojson").read_text())["features"]  # plain PNGs: pixel boxes
     assert {f["properties"]["source"] for f in feats} == {"a_strip.png", "b.png"}
     render = cv2.imread(str(out / "a_strip.jpg"))
     assert render is not None and max(render.shape[:2]) <= 65_500 and render.shape[1] > 60_000

@@ -154,7 +154,7 @@ def test_eager_runtime_is_the_folded_checkpoint_with_its_settings():
     assert_only_readout_batchnorms_left(rt.module)
     s = rt.settings
     assert s.names == {0: "ship"} and (s.timesteps, s.levels, s.train_imgsz, s.imgsz()) == (1, 4, 416, 416)
-    assert Path(s.source) == W.DEFAULT_WEIGHTS
+    assert Path(s.source) == W.default_weights()
     with pytest.raises(ValueError, match="AMP"):
         load_runtime("ssdd", amp=True)
 
@@ -188,7 +188,7 @@ def test_compiled_runtime_matches_eager_on_a_tiny_model(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_weights_by_name_and_list():
-    assert W.resolve_weights("ssdd") == W.resolve_weights(None) == W.DEFAULT_WEIGHTS
+    assert W.resolve_weights("ssdd") == W.resolve_weights(None) == W.default_weights()
     default, models = W.shipped_models()
     assert default == "ssdd" and models["ssdd"]["summary"].startswith("SNN-ViT-YOLO-n")
     with pytest.raises(ValueError, match="no shipped model named 'nepx'; shipped: ssdd"):
@@ -218,7 +218,7 @@ def test_a_new_shipped_model_is_one_registry_entry(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="shipped model 'gone'"):
         W.resolve_weights("gone")
     (tmp_path / "models.yaml").write_text("models: [1, 2", encoding="utf-8")
-    with pytest.raises(ValueError, match="registry .*models.yaml is unreadable"):
+    with pytest.raises(ValueError, match="registry .*models.yaml"):
         W.resolve_weights("tiny")
 
 

@@ -12,7 +12,8 @@ Layers, bottom to top (docs/design.md, "Layout"):
     data               dataset converters and dataset YAMLs
     infer              runtimes (table), prediction, sliced inference, the detection loop
     engine             training, distillation, validation, Ultralytics' predictor
-    analysis, export   energy, heatmaps, benchmarks; ONNX
+    analysis, export,  energy, heatmaps, benchmarks; ONNX; archive surveys on Dask
+    survey
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "detector"
 LAYERS = {"settings": 0, "checks": 0, "devices": 0, "files": 0, "nn": 1, "models": 2, "weights": 3, "io": 4, "data": 5, "infer": 6,
-          "engine": 7, "analysis": 8, "export": 8, "demo": 8, "__init__": 9}
+          "engine": 7, "analysis": 8, "export": 8, "demo": 8, "survey": 8, "__init__": 9}
 MAX_LINES = 450
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from detector.demo import make_sar_scene, write_demo_images
-from detector.weights import DEFAULT_WEIGHTS
+from detector.weights import default_weights
 from _boxes import match
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def test_demo_images_are_generated_by_the_project(tmp_path):
 def test_shipped_weights_find_the_ships_in_the_demo_images(tmp_path):
     from detector.infer import detect
 
-    assert DEFAULT_WEIGHTS.is_file(), f"the shipped weights are missing: {DEFAULT_WEIGHTS}"
+    assert default_weights().is_file(), f"the shipped weights are missing: {default_weights()}"
     s = detect(ROOT / "images", out=tmp_path, outputs=("image", "json"), verbose=False)  # every other default, as the tool
     assert s.images == 6 and not s.skipped
     assert all(p["category_name"] == "ship" for p in s.predictions)

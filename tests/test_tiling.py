@@ -123,8 +123,9 @@ def test_tiling_work_is_bounded():
     """Issue 24 item 2: 8000 x 8000 at --tile 32 --overlap 0.89 would be 7 million tiles; --tile 32 at
     --imgsz 8192 enlarges each tile 256 times: both refused in one line that names a setting that fits."""
     with pytest.raises(ValueError, match=r"8000x8000 px with 32 px tiles at overlap 0\.85 makes 3,972,049 tiles \(more "
-                                         r"than 100,000\); e\.g\. --tile 128 --overlap 0\.2 makes 6,241"):
+                                         r"than 100,000\); e\.g\. --tile 64 --overlap 0\.2 makes 24,649"):
         check_plan((8000, 8000, 3), 32, 0.85, 128)
+    assert check_plan((8000, 8000, 3), 64, 0.2, 128) == 24_649  # the setting named works
     assert tile_count((8000, 8000), 32, 0.85) > MAX_TILES
     with pytest.raises(ValueError, match="enlarge 32 px tiles 256 times.*--imgsz 128 or tiles of at least 2048 px"):
         check_plan((8000, 8000, 3), 32, 0.2, 8192)
@@ -132,6 +133,21 @@ def test_tiling_work_is_bounded():
         check_plan((8000, 8000, 3), 32, 0.89, 320)
     assert check_plan((8000, 8000, 3), 320, 0.2, 320) == tile_count((8000, 8000), 320, 0.2) == len(
         tile_grid((8000, 8000), 320, 0.2))
+
+
+def test_tile_count_refusal_names_a_setting_that_works():
+    """Issue 32: at the default overlap with tiles as large as the input, the refusal named the very
+    setting it refused; the setting it names now passes the same check."""
+    import re
+
+    shape = (120_000, 120_000, 3)
+    with pytest.raises(ValueError) as e:
+        check_plan(shape, 320, 0.2, 320)
+    tile, overlap = re.search(r"--tile (\d+) --overlap ([\d.]+)", str(e.value)).groups()
+    assert (int(tile), float(overlap)) != (320, 0.2)
+    assert check_plan(shape, int(tile), float(overlap), 320) <= MAX_TILES
+    with pytest.raises(ValueError):  # ... and it is the smallest that does
+        check_plan(shape, int(tile) - 32, float(overlap), 320)
 
 
 def test_progress_lines_and_per_tile_cap():
@@ -208,7 +224,7 @@ def test_detect_reads_a_large_raster_window_by_window(tmp_path, monkeypatch):
 
     path = tmp_path / "big.tif"
     bgr = write_big_tiff(path, (700, 900))
-    monkeypatch.setattr(F, "open_scene", lambda p: open_scene(p, min_pixels=1000))  # "large" from 1000 px
+    monkeypatch.setattr(F, "open_scene", lambda p, _: open_scene(p, min_pixels=1000))  # "large" from 1000 px
     reads = []
     real = RasterScene.read
     monkeypatch.setattr(RasterScene, "read", lambda self, *w: reads.append(w) or real(self, *w))

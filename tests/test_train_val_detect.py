@@ -166,6 +166,15 @@ def test_resume_continues_at_the_next_epoch(trained_run: TrainedRun, tmp_path: P
                            ckpt["state_dict"]["model.2.cv3.0.2.conv.bias"])
 
 
+def test_resuming_a_finished_run_is_one_line(trained_run: TrainedRun, tmp_path: Path):
+    """Issue 32: Ultralytics' assertion after building everything (a 36-line traceback) becomes one line
+    that says how to extend the run, before any work."""
+    last = copy_run(trained_run, tmp_path / "finished", epochs=EPOCHS)
+    with pytest.raises(ValueError, match=rf"{last}: nothing to resume: the run is finished \(the checkpoint holds "
+                                         rf"{EPOCHS} of its {EPOCHS} epochs\); --epochs N with N above {EPOCHS} extends it"):
+        train(trained_run.data_yaml, resume=last)
+
+
 def test_resume_can_raise_epochs(trained_run: TrainedRun, tmp_path: Path):
     run = tmp_path / "finished"
     last = copy_run(trained_run, run, epochs=EPOCHS)  # a finished run

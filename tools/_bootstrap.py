@@ -33,7 +33,8 @@ def error_line(e: BaseException) -> str:
 def cli(main) -> int:
     """Run a tool's ``main``; expected failures (missing files, bad weights, bad input, a non-finite
     loss, a full disk or another file-system error) print one line naming the problem instead of a
-    traceback. Set SNNVIT_TRACEBACK=1 to see it."""
+    traceback, and Ctrl-C one line saying what was kept (the library's ``KeyboardInterrupt`` message).
+    Set SNNVIT_TRACEBACK=1 to see the traceback."""
     expected: tuple[type[BaseException], ...] = (OSError, ValueError, FloatingPointError)
     try:
         from detector.weights import UnsafeCheckpointError
@@ -48,6 +49,12 @@ def cli(main) -> int:
             raise
         print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # the library says what it kept (the outputs are safe by then)
+        if os.environ.get("SNNVIT_TRACEBACK"):
+            raise
+        kept = " ".join(str(e).split())
+        print(f"interrupted (Ctrl-C){': ' + kept if kept else ''}", file=sys.stderr)
+        return 130
 
 
 def add_options(parser, record: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
@@ -77,7 +84,7 @@ def options(record: type, args, **extra):
     from dataclasses import fields
 
     given = {f.name: getattr(args, f.name) for f in fields(record) if hasattr(args, f.name)}
-    for k in ("blocks", "timesteps", "sizes", "batches", "variants"):  # argparse lists, tuples in a frozen record
+    for k in ("blocks", "timesteps", "sizes", "batches", "variants", "resources"):  # lists: tuples in a record
         if isinstance(given.get(k), list):
             given[k] = tuple(given[k])
     return record(**{**given, **extra})  # what the tool mapped by hand wins over a same-named flag

@@ -146,6 +146,9 @@ def build_models(variants: list[str], timesteps: int | None, baseline: bool = Tr
 
 def run(variants=("n", "s", "m"), sizes=(512, 640), batches=(1, 8), timesteps: int | None = None, warmup: int = 1,
         repeats: int = 3, baseline: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from .. import checks
+
+    sizes = [checks.imgsz(s) for s in sizes]
     peak = matmul_peak_gflops()
     log(f"fp32 matmul peak: {peak:.1f} GFLOP/s on {torch.get_num_threads()} threads")
     results = []

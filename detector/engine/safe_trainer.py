@@ -214,6 +214,11 @@ class SafeTrainer(DetectionTrainer):
                     ignored.append(k)
             if ignored:
                 LOGGER.warning(f"resume keeps the checkpoint's {ignored}; start a new run to change them")
+            done, total = int(ckpt["epoch"]) + 1, int(self.args.epochs)
+            if not 0 < done < total:  # Ultralytics would assert, after building everything: one line instead
+                held = "no epoch to continue from" if done <= 0 else f"{done} of its {total} epochs"
+                raise ValueError(f"{last}: nothing to resume: the run is finished (the checkpoint holds {held}); "
+                                 f"--epochs N with N above {max(done, 0)} extends it, or start a new run without --resume")
             check_resume_memory(self.model_from_checkpoint(ckpt), self.args.batch, self.args.imgsz, self.args.device,
                                 last, amp=bool(self.args.amp))  # before anything is allocated
             self.on_resume(ckpt, last)

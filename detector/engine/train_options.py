@@ -43,8 +43,11 @@ class TrainOptions:
     overrides: dict = field(default_factory=dict, metadata={"cli": False})
 
     def __post_init__(self) -> None:
+        from .. import checks
         from ..devices import resolve_device
 
+        if self.imgsz is not None:
+            checks.imgsz(self.imgsz)  # Ultralytics would round --imgsz 100 up to 128 and train on
         if self.distill and "," in str(self.device):
             raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
         object.__setattr__(self, "device", resolve_device(self.device, multi=True))

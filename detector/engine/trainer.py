@@ -271,5 +271,11 @@ def train(data: str | Path, model: str | Path | None = None, options: TrainOptio
         args = dict(model=model_arg, data=str(data), **sizes, device=device, amp=bool(o.amp),
                     project=str(Path(o.project).resolve()), name=o.name, **o.overrides)
     trainer = SNNTrainer(overrides=args, distill=distill)  # writes model.yaml into the run folder once the model is built
-    trainer.train()
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        last = Path(trainer.last)
+        kept = (f"{last} holds the last finished epoch: --resume {last} continues the run" if last.is_file() else
+                f"no epoch finished, no checkpoint in {trainer.save_dir}")
+        raise KeyboardInterrupt(kept) from None
     return trainer

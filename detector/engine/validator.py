@@ -192,7 +192,7 @@ def evaluate(data: str | Path, weights: str | Path | None = None, options: ValOp
         rt = load_runtime(weights, dev, spec.name)
         model = rt.module if spec.name == "eager" else rt.as_module()
     check_class_names(model.names, ds["names"], class_map, weights or "the model", data)
-    imgsz = o.imgsz or settings_of(model).imgsz()
+    imgsz = settings_of(model).imgsz() if o.imgsz is None else o.imgsz
     args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=o.batch, conf=o.conf,
                 iou=o.iou, device=dev.ultralytics, project=str(Path(o.project).resolve()), name=o.name, plots=o.plots,
                 mode="val", save_json=False, verbose=True)

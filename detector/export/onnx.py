@@ -85,11 +85,13 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     if src is not None and src.resolve() == out.resolve():
         raise ValueError("refusing to write the export over its source")
     checks.positive_int("batch", batch, 256)
+    if imgsz is not None:
+        checks.imgsz(imgsz)  # before the model loads
     src_sha = sha256(src) if src is not None else None
     model = model if model is not None else load_torch_model(src)
     model = model.float().eval().cpu()
     settings = settings_of(model)
-    imgsz = checks.imgsz(imgsz or settings.imgsz())
+    imgsz = checks.image_size(imgsz, settings.imgsz())
     check_exportable(model)
     x = torch.zeros(batch, 3, imgsz, imgsz)
     meta = {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": src_sha or ""}

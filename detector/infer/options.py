@@ -22,7 +22,7 @@ from ..models.settings import DEFAULT_IMGSZ
 from ..io.tiles import OVERLAP, check_overlap, check_tiling
 
 __all__ = ["DETECT", "VAL", "OVERLAP", "TILE_BATCH", "MAX_TILES", "MAX_UPSCALE", "Thresholds", "ModelOptions",
-           "DetectOptions", "ValOptions", "build", "opt", "parse_tile", "tiling"]
+           "DetectOptions", "ValOptions", "build", "check_model_options", "opt", "parse_tile", "tiling"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,18 @@ def tiling(tile: Any, overlap: float, auto: bool) -> None:
         check_tiling(tile, overlap)  # the overlap included
 
 
+def check_model_options(conf: float, iou: float, max_det: int, imgsz: int | None, tile: int | str | None,
+                        overlap: float) -> None:
+    """The checks of the options every record that runs a model over scenes shares (``DetectOptions``,
+    ``detector.survey.SurveyOptions``)."""
+    checks.unit_interval("conf", conf)
+    checks.unit_interval("iou", iou)
+    checks.positive_int("max_det", max_det, 100_000)
+    if imgsz is not None:
+        checks.imgsz(imgsz)
+    tiling(tile, overlap, auto=True)
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """What every entry point that runs a model takes: the weights, the input size (None: the size the
@@ -116,11 +128,8 @@ class DetectOptions(ModelOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        checks.unit_interval("conf", self.conf)
-        checks.unit_interval("iou", self.iou)
-        checks.positive_int("max_det", self.max_det, 100_000)
+        check_model_options(self.conf, self.iou, self.max_det, None, self.tile, self.overlap)  # imgsz: above
         checks.positive_int("vid_stride", self.vid_stride)
-        tiling(self.tile, self.overlap, auto=True)
         object.__setattr__(self, "outputs", tuple(self.outputs))
 
 

@@ -19,14 +19,15 @@ from torch import nn
 from ultralytics.utils import LOGGER
 
 from ..io.frames import iter_frames
-from ..io.images import expand_source
-from ..io.scene import scene_shape
-from ..io.writers import OutputFolder, close_writers, describe, make_writers, next_run_folder, write_frame
+from ..io.images import ImageReadError, expand_source
+from ..io.scene import LAZY_PIXELS, as_array, scene_shape
+from ..io.outputs import OutputFolder, next_run_folder
+from ..io.writers import close_writers, describe, make_writers, write_frame
 from ..models.settings import ModelSettings
 from .options import DetectOptions, build
 from .predict import predict_image
 from .runtime import Runtime, as_runtime, load_runtime
-from .tiled import Progress, predict_tiled
+from .tiled import PlanError, Progress, check_plan, predict_tiled
 
 DEFAULT_OUT = "runs/detect/exp"
 
@@ -68,11 +69,11 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
     ``geojson_crs``: ``wgs84`` (RFC 7946 longitude/latitude) or ``native`` (the raster's own CRS), see
     ``detector.io.geojson``."""
     o = build(DetectOptions, options, weights=weights, **fields)
-    tile, overlap, outputs = o.tile, o.overlap, o.outputs
+    tile, overlap, outputs, conf, iou, max_det = o.tile, o.overlap, o.outputs, o.conf, o.iou, o.max_det
     src = expand_source(source)
     folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)
     rt = as_runtime(model) if model is not None else load_runtime(o.weights, o.device, o.runtime)
-    imgsz = rt.settings.check_imgsz(o.imgsz or rt.settings.imgsz())
+    imgsz = rt.settings.check_imgsz(rt.settings.imgsz() if o.imgsz is None else o.imgsz)
     names = dict(rt.settings.names)
     writers = make_writers(outputs, folder, names, {"geojson": {"crs": o.geojson_crs}})
     folder.check_all(p for s in src.images for w in writers for p in w.planned(s))  # before any work
@@ -86,19 +87,25 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
         LOGGER.warning(f"skipped {path}: {why}")
         summary.skipped.append((str(path), why))
 
-    # large rasters are read window by window when tiled, unless the whole scene is rendered anyway
-    lazy = tile is not None and "image" not in outputs
+    # tiled, large rasters are read window by window (above LAZY_PIXELS when nothing needs the whole
+    # scene; above the whole-image byte limit always: a render then comes from a decimated read)
+    lazy_pixels = LAZY_PIXELS if "image" not in outputs else None
     try:
-        for frame in iter_frames(src, o.vid_stride, on_skip, lazy=lazy):
+        for frame in iter_frames(src, o.vid_stride, on_skip, lazy=tile is not None, lazy_pixels=lazy_pixels):
             t0 = time.perf_counter()
             shape = scene_shape(frame.pixels)
             size = resolve_tile(tile, rt.settings, imgsz, shape)
-            if size is None:
-                det = predict_image(rt, frame.pixels, imgsz, o.conf, o.iou, o.max_det).numpy()
-            else:
-                label = f"{frame.source}" + (f" frame {frame.index}" if frame.index is not None else "")
-                det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, o.conf, o.iou, o.max_det,
-                                    Progress(label) if verbose else None, label)
+            label = f"{frame.source}" + (f" frame {frame.index}" if frame.index is not None else "")
+            try:
+                if size is None:
+                    det = predict_image(rt, as_array(frame.pixels), imgsz, conf, iou, max_det).numpy()
+                else:
+                    check_plan(shape, size, overlap, imgsz)  # out of bounds: this scene is skipped, in one line
+                    det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, conf, iou, max_det,
+                                        Progress(label) if verbose else None, label)
+            except (ImageReadError, PlanError) as e:
+                on_skip(frame.source, str(e))
+                continue
             ms = (time.perf_counter() - t0) * 1000
             write_frame(writers, frame, det, on_skip)  # all outputs or none (Ctrl-C), one bad output reported
             summary.detections += len(det)
@@ -112,8 +119,14 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
                           f"{describe(det, names)} ({ms:.1f} ms{tiles})")
             else:
                 summary.frames += 1
+    except KeyboardInterrupt:
+        done = f"{summary.images} image(s)" + (f" and {summary.frames} video frame(s)" if summary.frames else "")
+        raise KeyboardInterrupt(f"{done} done; their outputs are written whole in {folder.path}") from None
     finally:
-        close_writers(writers)
+        try:
+            close_writers(writers)
+        finally:
+            folder.release()
         for w in writers:
             summary.files += w.files
             if w.name == "json":

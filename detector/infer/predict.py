@@ -42,5 +42,5 @@ def predict_image(model: Runtime | nn.Module, img_bgr: np.ndarray, imgsz: int | 
     own size (``ModelSettings.imgsz``) when None; a runtime built for one input size refuses others
     when called (``OnnxRuntime``)."""
     rt = as_runtime(model)
-    imgsz = imgsz or rt.settings.imgsz()
+    imgsz = rt.settings.imgsz() if imgsz is None else imgsz  # 0 is checked (letterbox), never the default
     return predict_batch(rt, [img_bgr], imgsz, conf, iou, max_det)[0]

@@ -45,20 +45,42 @@ EDGE_MARGIN = 2.0  # px: a box edge this close to an interior tile border counts
 MERGE_IOS = 0.6  # intersection over the smaller box at which boxes of two tiles are one object
 
 
+class PlanError(ValueError):
+    """Sliced inference of one scene out of bounds; the message names a setting that fits."""
+
+
+def fitting_tile(shape: tuple[int, ...], tile: int, overlap: float, imgsz: int) -> tuple[int, float] | None:
+    """The smallest tile size (a multiple of 32, at least ``tile``) at an overlap of at most the default
+    that keeps the scene within ``MAX_TILES`` tiles; None when no tile size fits."""
+    o2 = min(overlap, OVERLAP)
+    lo, hi = max(32, -(-tile // 32) * 32, -(-imgsz // (32 * MAX_UPSCALE)) * 32), 100_000 // 32 * 32
+    if tile_count(shape, hi, o2) > MAX_TILES:
+        return None
+    while lo < hi:  # the tile count falls as the tile grows
+        mid = (lo + hi) // 64 * 32
+        if tile_count(shape, mid, o2) <= MAX_TILES:
+            hi = mid
+        else:
+            lo = mid + 32
+    return lo, o2
+
+
 def check_plan(shape: tuple[int, ...], tile: int, overlap: float, imgsz: int) -> int:
-    """The number of tiles for a scene of ``shape``, or a one-line ValueError when the work is out of
+    """The number of tiles for a scene of ``shape``, or a one-line ``PlanError`` when the work is out of
     bounds (module docstring), naming the count and a setting that fits. ``tile`` and ``overlap`` are
-    checked values (``DetectOptions`` checks them at the door)."""
+    checked values (the options records check them once, at the door)."""
     H, W = int(shape[0]), int(shape[1])
     if imgsz > MAX_UPSCALE * tile:
-        raise ValueError(f"--imgsz {imgsz} would enlarge {tile} px tiles {imgsz / tile:.0f} times (at most "
-                         f"{MAX_UPSCALE}); use --imgsz {max(32, (MAX_UPSCALE * tile) // 32 * 32)} or tiles of at least "
-                         f"{-(-imgsz // MAX_UPSCALE)} px")
+        raise PlanError(f"--imgsz {imgsz} would enlarge {tile} px tiles {imgsz / tile:.0f} times (at most "
+                        f"{MAX_UPSCALE}); use --imgsz {max(32, (MAX_UPSCALE * tile) // 32 * 32)} or tiles of at least "
+                        f"{-(-imgsz // MAX_UPSCALE)} px")
     n = tile_count((H, W), tile, overlap)
     if n > MAX_TILES:
-        t2, o2 = max(tile, imgsz), min(overlap, OVERLAP)
-        raise ValueError(f"tiling {W}x{H} px with {tile} px tiles at overlap {overlap} makes {n:,} tiles (more than "
-                         f"{MAX_TILES:,}); e.g. --tile {t2} --overlap {o2} makes {tile_count((H, W), t2, o2):,}")
+        fit = fitting_tile((H, W), tile, overlap, imgsz)
+        hint = (f"e.g. --tile {fit[0]} --overlap {fit[1]} makes {tile_count((H, W), *fit):,}" if fit else
+                "no tile size fits: split the scene first")
+        raise PlanError(f"tiling {W}x{H} px with {tile} px tiles at overlap {overlap} makes {n:,} tiles (more than "
+                        f"{MAX_TILES:,}); {hint}")
     return n
 
 
@@ -119,21 +141,21 @@ def merge_tiles(det: np.ndarray, tile_of: np.ndarray, iou: float, ios: float = M
 
 
 @torch.no_grad()
-def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, overlap: float = OVERLAP,
-                  conf: float = DETECT.conf, iou: float = DETECT.iou, max_det: int = DETECT.max_det,
-                  progress: Callable[[int, int], None] | None = None, source: str = "scene") -> np.ndarray:
-    """Detections (N, 6) = x1, y1, x2, y2, score, class in scene pixels, from tiles of ``tile`` px, run
-    ``TILE_BATCH`` at a time. ``scene``: a BGR array or a lazy scene (``detector.io.scene``).
-    ``max_det``: per tile. ``progress(done, total)`` is called after every batch of tiles."""
+def predict_tiles(model: Runtime | nn.Module, scene, tiles: list[tuple[int, int, int, int]], imgsz: int, tile: int,
+                  overlap: float = OVERLAP, conf: float = DETECT.conf, iou: float = DETECT.iou,
+                  max_det: int = DETECT.max_det,
+                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The boxes of some ``tiles`` (x0, y0, x1, y1) of a scene, before merging: (N, 7) = x1, y1, x2, y2,
+    score, class in scene pixels and the index of the tile (in ``tiles``) each came from, cut boxes
+    dropped (rule 1); and the corners (x0, y0) of the tiles that reached ``max_det``. A scene's tiles
+    may be run in several calls (sliced inference on several processes): ``merge_tiles`` then takes
+    them together. ``progress(done)`` is called after every batch of ``TILE_BATCH`` tiles."""
     batch = TILE_BATCH
     rt = as_runtime(model)
-    shape = scene_shape(scene)
-    H, W = shape[:2]
-    total = check_plan(shape, tile, overlap, imgsz)
-    tiles = tile_grid((H, W), tile, overlap)
+    H, W = scene_shape(scene)[:2]
     overlap_px = tile * overlap
-    found, owner, full = [], [], []
-    for k in range(0, total, batch):
+    found, full = [np.zeros((0, 7))], []
+    for k in range(0, len(tiles), batch):
         chunk = tiles[k:k + batch]
         crops = [read_window(scene, *t) for t in chunk]
         dets = predict_batch(rt, crops, imgsz, conf, iou, max_det, pad_to=batch if RUNTIMES[rt.name].static else None)
@@ -144,15 +166,31 @@ def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, over
             d[:, [0, 2]] += x0
             d[:, [1, 3]] += y0
             d = drop_cut_boxes(d, (x0, y0, x1, y1), (H, W), overlap_px)
-            found.append(d)
-            owner.append(np.full(len(d), k + j))
+            found.append(np.column_stack([d, np.full(len(d), k + j)]))
         if progress is not None:
-            progress(min(k + batch, total), total)
+            progress(min(k + batch, len(tiles)))
+    return np.concatenate(found), full
+
+
+def warn_full_tiles(full: list[tuple[int, int]], max_det: int, source: str) -> None:
     if full:
         LOGGER.warning(f"{source}: {len(full)} tile(s) reached --max-det {max_det} (first at x={full[0][0]}, "
                        f"y={full[0][1]}); boxes beyond it were dropped there: raise --max-det")
-    det = np.concatenate(found) if found else np.zeros((0, 6))
-    return merge_tiles(det, np.concatenate(owner) if owner else np.zeros(0, int), iou)
+
+
+def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, overlap: float = OVERLAP,
+                  conf: float = DETECT.conf, iou: float = DETECT.iou, max_det: int = DETECT.max_det,
+                  progress: Callable[[int, int], None] | None = None, source: str = "scene") -> np.ndarray:
+    """Detections (N, 6) = x1, y1, x2, y2, score, class in scene pixels, from tiles of ``tile`` px.
+    ``scene``: a BGR array or a lazy scene (``detector.io.scene``). ``max_det``: per tile.
+    ``progress(done, total)`` is called after every batch of tiles."""
+    H, W = scene_shape(scene)[:2]
+    total = check_plan((H, W), tile, overlap, imgsz)
+    tiles = tile_grid((H, W), tile, overlap)
+    det, full = predict_tiles(model, scene, tiles, imgsz, tile, overlap, conf, iou, max_det,
+                              None if progress is None else lambda done: progress(done, total))
+    warn_full_tiles(full, max_det, source)
+    return merge_tiles(det[:, :6], det[:, 6].astype(int), iou)
 
 
 class Progress:

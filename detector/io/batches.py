@@ -8,11 +8,11 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 
 from .images import ImageReadError, expand_source, is_image, read_image
 from .letterbox import letterbox_tensor
+from .scene import read_scene, read_window, scene_shape
 from .tiles import OVERLAP, tile_grid
 
 
@@ -69,15 +69,15 @@ def image_batches(paths: Sequence[str | Path], imgsz: int, batch_size: int = 1,
     buf: list[torch.Tensor] = []
     for p in paths:
         try:
-            img = read_image(p)
+            img = read_scene(p, tile is not None)
         except ImageReadError as e:
             warnings.warn(f"skipped: {e}", stacklevel=2)
             if skipped is not None:
                 skipped.append((str(p), str(e)))
             continue
-        parts = [img] if tile is None else [img[y0:y1, x0:x1] for x0, y0, x1, y1 in tile_grid(img.shape[:2], tile, overlap)]
-        for part in parts:
-            buf.append(letterbox_tensor(np.ascontiguousarray(part), imgsz)[0])
+        parts = [(0, 0, *scene_shape(img)[1::-1])] if tile is None else tile_grid(scene_shape(img)[:2], tile, overlap)
+        for window in parts:  # a large raster is read window by window (detector.io.scene)
+            buf.append(letterbox_tensor(read_window(img, *window), imgsz)[0])
             if len(buf) == batch_size:
                 yield torch.stack(buf)
                 buf = []

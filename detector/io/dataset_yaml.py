@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
+from ..files import read_yaml
 
 LOGGER = logging.getLogger("detector.data")
 MAX_CLASSES = 10_000
@@ -52,10 +52,7 @@ def check_dataset_yaml(data: str | Path, splits: Iterable[str] = ("train", "val"
         raise FileNotFoundError(f"dataset YAML not found: {path}" + hint)
     if path.suffix.lower() not in {".yaml", ".yml"}:
         raise ValueError(f"dataset must be a .yaml file, got {path}")
-    try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
-        raise ValueError(f"cannot parse dataset YAML {path}: {str(e).splitlines()[0][:160]}") from e
+    d = read_yaml(path, "dataset YAML")
     if not isinstance(d, dict):
         raise ValueError(f"dataset YAML {path} is not a mapping")
     if d.get("download") is not None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .geo import GeoReference
 from .images import ImageReadError, SourceList, iter_video, load_image, video_fps
-from .scene import Scene, open_scene
+from .scene import LAZY_PIXELS, Scene, open_scene
 
 @dataclass
 class Frame:
@@ -24,18 +24,19 @@ class Frame:
     geo: GeoReference | None = None
 
 
-def iter_frames(src: SourceList, vid_stride: int = 1,
-                on_skip: Callable[[Path, str], None] | None = None, lazy: bool = False) -> Iterator[Frame]:
+def iter_frames(src: SourceList, vid_stride: int = 1, on_skip: Callable[[Path, str], None] | None = None,
+                lazy: bool = False, lazy_pixels: int | None = LAZY_PIXELS) -> Iterator[Frame]:
     """Frames of every image, then of every video (every ``vid_stride``-th frame), in source order.
-    A file that cannot be read is skipped and reported to ``on_skip(path, reason)``. ``lazy``: a large
-    raster comes as a lazy scene (``detector.io.scene.open_scene``), for sliced inference."""
+    A file that cannot be read is skipped and reported to ``on_skip(path, reason)``. ``lazy`` (sliced
+    inference): a raster of more than ``lazy_pixels`` pixels, or too large to read whole (None: only
+    then), comes as a lazy scene read window by window (``detector.io.scene.open_scene``)."""
 
     def skip(path: Path, why: str) -> None:
         if on_skip is not None:
             on_skip(path, why)
 
     for path in src.images:
-        scene = open_scene(path) if lazy else None
+        scene = open_scene(path, lazy_pixels) if lazy else None
         if scene is not None:
             from .geo import read_georeference
 

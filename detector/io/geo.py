@@ -242,10 +242,68 @@ def georeference(path: str, transform, crs, gcps, gcp_crs, other: str | None, wi
     return None
 
 
+GEOKEY_CRS = {2048: "GeographicTypeGeoKey", 3072: "ProjectedCSTypeGeoKey"}
+USER_DEFINED = 32767  # GeoTIFF: the CRS is defined by the other keys
+
+
+def geotiff_tag_problem(path: Path) -> str | None:
+    """Why a GeoTIFF's own georeferencing tags cannot be used (None when they can), for what GDAL reads
+    without a word: a tie point of fewer than 6 values (GDAL places it near 0, 0), a perspective (not
+    affine) transformation matrix (GDAL drops the perspective row), a CRS code that is neither an EPSG
+    code PROJ knows nor user-defined (GDAL makes up a WGS 84-like CRS). Read with tifffile (the tags
+    only, no pixels)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as t:
+            tags = t.pages[0].tags
+            tie = tags.get(33922)
+            matrix = tags.get(34264)
+            keys = tags.get(34735)
+            tie, matrix, keys = (None if v is None else tuple(v.value) for v in (tie, matrix, keys))
+    except Exception:  # noqa: BLE001 - not a TIFF tifffile reads: GDAL's own reading decides
+        return None
+    if tie is not None and (len(tie) < 6 or len(tie) % 6):
+        return f"ModelTiepointTag holds {len(tie)} values (a tie point has 6)"
+    if matrix is not None and (len(matrix) != 16 or any(v != w for v, w in zip(matrix[12:], (0, 0, 0, 1)))):
+        return "ModelTransformationTag is not an affine matrix (perspective terms, or not 4 x 4)"
+    if keys is not None and len(keys) >= 4:
+        for i in range(4, min(len(keys), 4 + 4 * int(keys[3])), 4):
+            key, loc, _, value = keys[i: i + 4]
+            if key in GEOKEY_CRS and loc == 0 and value not in (0, USER_DEFINED):
+                from rasterio.crs import CRS
+
+                try:
+                    CRS.from_epsg(int(value))
+                except Exception:  # noqa: BLE001 - PROJ does not know the code
+                    return f"{GEOKEY_CRS[key]} {value} is not an EPSG code PROJ knows, nor user-defined ({USER_DEFINED})"
+    return None
+
+
+def world_file_prj(path: Path, messages: list[str]):
+    """The CRS of the ``.prj`` beside a PNG/JPEG placed by a world file (ArcGIS writes the pair), or None.
+    What cannot be read goes to ``messages``."""
+    from rasterio.crs import CRS
+
+    for cand in (path.with_suffix(".prj"), path.with_suffix(".PRJ")):
+        if cand.is_file():
+            if cand.stat().st_size > gdal.MAX_SIDECAR_BYTES:
+                messages.append(f"{cand.name} is too large to be a CRS")
+                return None
+            try:
+                return CRS.from_wkt(cand.read_text(encoding="latin-1").strip())
+            except Exception as e:  # noqa: BLE001 - not a WKT GDAL reads
+                messages.append(f"{cand.name} is not a CRS GDAL reads ({' '.join(str(e).split())[:120]})")
+                return None
+    return None
+
+
 def read_georeference(path: str | Path) -> GeoReference | None:
     """The georeferencing of an image file; None when it has none. A PNG or JPEG is opened with GDAL
-    only when a georeferencing sidecar (world file, ``.aux.xml``) lies next to it. Never raises: a file
-    GDAL cannot read, or rasterio missing, is a warning naming the file."""
+    (``gdal.open_raster``) only when a georeferencing sidecar (world file, ``.aux.xml``) lies next to it;
+    a ``.prj`` beside its world file gives the CRS. Never raises: a file GDAL cannot or may not read, a
+    sidecar or tag that cannot be used, or rasterio missing, is one warning naming the file (GDAL's and
+    PROJ's messages in it)."""
     path = Path(path)
     if path.suffix.lower().lstrip(".") not in gdal.GDAL_SUFFIXES and not georeferencing_sidecars(path):
         return None
@@ -256,15 +314,26 @@ def read_georeference(path: str | Path) -> GeoReference | None:
             _reported_missing.append(str(path))
         return None
     try:
-        with gdal.opened(path) as (ds, messages):
+        with gdal.open_raster(path) as r:
+            ds, messages = r.ds, r.messages
             gcps, gcp_crs = ds.gcps
             other = "rpcs" if ds.rpcs is not None else "geolocation" if ds.tags(ns="GEOLOCATION") else None
-            facts = (ds.transform, ds.crs, gcps, gcp_crs, other, ds.width, ds.height)
-        geo = georeference(str(path), *facts, notes=tuple(messages))
+            transform, crs = ds.transform, ds.crs
+            problems = list(r.sidecar_problems)
+            if ds.driver == "GTiff" and (why := geotiff_tag_problem(r.path)):
+                problems.append(why)
+            if crs is None and not transform.is_identity:
+                crs = world_file_prj(path, messages)
+            geo = georeference(str(path), transform, crs, gcps, gcp_crs, other, ds.width, ds.height,
+                               notes=tuple(messages))
+        if problems and geo is not None and not geo.problem:
+            geo = replace(geo, problem=problems[0])
     except Exception as e:  # noqa: BLE001 - one bad file never stops a folder
-        LOGGER.warning(f"{path}: georeferencing not read ({type(e).__name__}: {' '.join(str(e).split())}); "
-                       "detections stay in pixel coordinates")
+        LOGGER.warning(f"{path}: georeferencing not read ({' '.join(str(e).split())}); detections stay in pixel "
+                       "coordinates")
         return None
+    if geo is None and problems:
+        geo = GeoReference(path=str(path), kind="none", problem=problems[0], notes=tuple(messages))
     if geo is not None and geo.problem:
         LOGGER.warning(f"{path}: georeferencing unusable: {geo.problem}{geo.note}; detections stay in pixel "
                        "coordinates")

@@ -8,16 +8,21 @@ Two coordinate modes (``crs``):
   longitude/latitude (PROJ). Rings run counter-clockwise (RFC 7946's right-hand rule); a box across
   the antimeridian is cut there into a MultiPolygon; coordinates are rounded to 1e-8 degree (about
   1 mm).
+  A box that contains a pole (a polar scene) becomes the polygon RFC 7946 readers expect: its edges,
+  densified, run once round the pole, cut at the antimeridian and closed along the pole's latitude.
 * ``native``: the raster's own CRS, as GeoJSON before RFC 7946 did it: each feature's ``crs``
-  property names it (``EPSG:n`` or a WKT) and, when every feature shares one, so does the
-  collection's ``crs`` member (GDAL and QGIS read it; RFC 7946 readers ignore it).
+  property names it (``EPSG:n`` or a WKT) and so does the collection's ``crs`` member (GDAL and QGIS
+  read it; RFC 7946 readers ignore it). A file states one CRS, so inputs in several CRSs give one
+  file per CRS (``files``).
+
+A map file never holds pixel coordinates (GIS tools would read them as degrees or metres): the boxes
+of inputs without usable georeferencing go to a separate file, ``detections.pixels.geojson`` (image
+coordinates: x right, y down from the top-left corner), with one warning naming those inputs.
 
 Each feature's properties: ``class``, ``class_id``, ``score``, ``source`` (the input's path below the
 inputs' common folder), ``frame`` (videos), ``bbox_pixels`` (x1, y1, x2, y2), ``coordinates``
 (``lonlat``, ``map`` or ``pixel``), ``georeferencing`` (``affine``, ``gcps``, ``none`` or
-``unusable``), ``crs``, and ``problem`` when the input's georeferencing could not be used. Inputs
-without usable georeferencing keep pixel coordinates (x right, y down from the image's top-left
-corner), marked so in ``coordinates``. The collection's ``rasters`` member (a foreign member, which
+``unusable``), ``crs``, and ``problem`` when the input's georeferencing could not be used. The collection's ``rasters`` member (a foreign member, which
 RFC 7946 allows) describes each georeferenced input: its CRS, the kind of georeferencing and, for
 GCPs, their number, the polynomial order and the largest residual at the GCPs in metres.
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -39,6 +45,8 @@ LOGGER = logging.getLogger("detector.io")
 CRS_MODES = ("wgs84", "native")
 LONLAT = "OGC:CRS84"  # RFC 7946's CRS: WGS 84, longitude first
 LONLAT_DIGITS = 8
+PIXEL_FILE = "detections.pixels.geojson"
+DENSIFY = 8  # points per box edge when testing whether a box goes round a pole
 
 
 def counter_clockwise(X: np.ndarray, Y: np.ndarray, lon: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +86,39 @@ def antimeridian_parts(ring: list[list[float]]) -> list[list[list[float]]]:
     return [p for p in parts if len(p) >= 3]
 
 
+def box_edges(xs: np.ndarray, ys: np.ndarray, k: int = DENSIFY) -> tuple[np.ndarray, np.ndarray]:
+    """Box corners (N, 4) -> ``k`` points per edge (N, 4 k), in ring order."""
+    t = np.arange(k) / k
+    ex = [xs[:, i:i + 1] + (xs[:, (i + 1) % 4, None] - xs[:, i:i + 1]) * t for i in range(4)]
+    ey = [ys[:, i:i + 1] + (ys[:, (i + 1) % 4, None] - ys[:, i:i + 1]) * t for i in range(4)]
+    return np.concatenate(ex, axis=1), np.concatenate(ey, axis=1)
+
+
+def encircles_pole(lon: np.ndarray) -> np.ndarray:
+    """Whether each ring of longitudes (N, M) runs once round a pole: its steps, each taken the short way
+    round, add up to a full turn instead of nothing."""
+    d = np.diff(np.concatenate([lon, lon[:, :1]], axis=1), axis=1)
+    d = (d + 180) % 360 - 180
+    return np.abs(d.sum(axis=1)) > 180
+
+
+def pole_ring(lon: np.ndarray, lat: np.ndarray) -> list[list[float]]:
+    """The open ring of a box round a pole (its densified edge in longitude/latitude), counter-clockwise
+    in longitude/latitude: the edge from -180 to 180, then along the pole's latitude back to -180."""
+    north = float(np.mean(lat)) > 0
+    order = np.argsort(lon, kind="stable")
+    lo, la = lon[order], lat[order]
+    # the edge's latitude at the antimeridian: between its easternmost and (one turn on) westernmost points
+    span = max(lo[0] + 360 - lo[-1], 1e-12)
+    cross = float(la[-1] + (la[0] - la[-1]) * (180 - lo[-1]) / span)
+    edge = [[-180.0, cross]] + [[float(a), float(b)] for a, b in zip(lo, la)] + [[180.0, cross]]
+    edge = [[round(a, LONLAT_DIGITS), round(b, LONLAT_DIGITS)] for a, b in edge]
+    pole = 90.0 if north else -90.0
+    if north:  # eastwards along the edge (below), back westwards along the pole (above)
+        return edge + [[180.0, pole], [-180.0, pole]]
+    return [[-180.0, pole], [180.0, pole]] + edge[::-1]
+
+
 def raster_info(geo: GeoReference) -> dict[str, Any]:
     """What the collection's ``rasters`` member says about one input's georeferencing."""
     info: dict[str, Any] = {"georeferencing": "unusable" if geo.problem else geo.kind, "crs": geo.crs}
@@ -97,6 +138,7 @@ class GeoJsonCollection:
         self.names, self.mode = names, crs
         self.rasters: dict[str, dict[str, Any]] = {}
         self._warned: set[str] = set()
+        self._poles: dict[tuple[str, int], list[list[float]]] = {}
 
     def _place(self, geo: GeoReference | None, xs: np.ndarray, ys: np.ndarray, source: str):
         """Box corners (N, 4) -> (X, Y, coordinates, georeferencing, crs, problem)."""
@@ -108,6 +150,10 @@ class GeoJsonCollection:
             if self.mode == "wgs84":
                 X, Y = geo.to_lonlat(xs, ys)
                 X, Y = counter_clockwise(np.round(X, LONLAT_DIGITS), np.round(Y, LONLAT_DIGITS), lon=True)
+                if len(xs):  # boxes round a pole: their densified edges
+                    lon, lat = geo.to_lonlat(*box_edges(xs, ys))
+                    for i in np.flatnonzero(encircles_pole(lon)):
+                        self._poles[(source, i)] = pole_ring(lon[i], lat[i])
                 return X, Y, "lonlat", geo.kind, LONLAT, None
             X, Y = counter_clockwise(*geo.to_map(xs, ys))
             return X, Y, "map", geo.kind, geo.crs, None
@@ -141,21 +187,66 @@ class GeoJsonCollection:
                 props["problem"] = problem
             if frame is not None:
                 props["frame"] = frame
-            parts = [[p + p[:1]] for p in (antimeridian_parts(ring) if space == "lonlat" else [ring])]
+            pole = self._poles.pop((source, i), None)
+            parts = [[pole + pole[:1]]] if pole else \
+                [[p + p[:1]] for p in (antimeridian_parts(ring) if space == "lonlat" else [ring])]
             geometry = {"type": "Polygon", "coordinates": parts[0]} if len(parts) == 1 else \
                 {"type": "MultiPolygon", "coordinates": parts}
             feats.append({"type": "Feature", "geometry": geometry, "properties": props})
         return feats
 
-    def text(self, features: list[dict]) -> str:
-        """The FeatureCollection as JSON text (strict: no NaN or Infinity)."""
+    def text(self, features: list[dict], crs: str | None = None) -> str:
+        """A FeatureCollection as JSON text (strict: no NaN or Infinity); ``crs``: the one CRS its map
+        coordinates are in (native mode), named in the ``crs`` member."""
         fc: dict[str, Any] = {"type": "FeatureCollection", "name": "detections"}
-        crss = {f["properties"]["crs"] for f in features}
-        if self.mode == "native" and len(crss) == 1 and None not in crss:
-            crs = next(iter(crss))
+        if crs is not None:
             name = f"urn:ogc:def:crs:EPSG::{crs[5:]}" if crs.startswith("EPSG:") else crs
             fc["crs"] = {"type": "name", "properties": {"name": name}}
-        if self.rasters:
-            fc["rasters"] = self.rasters
+        sources = {f["properties"]["source"] for f in features}
+        rasters = {k: v for k, v in self.rasters.items() if k in sources or crs is None}
+        if rasters:
+            fc["rasters"] = rasters
         fc["features"] = features
         return json.dumps(fc, indent=1, allow_nan=False)
+
+    def files(self, features: list[dict]) -> dict[str, str]:
+        """``{file name: text}``: ``detections.geojson`` with the features on the map (in native mode with
+        several CRSs, ``detections.CRS.geojson`` per CRS instead), and ``PIXEL_FILE`` with those in pixel
+        coordinates, each group said once in a warning."""
+        on_map = [f for f in features if f["properties"]["coordinates"] != "pixel"]
+        pixel = [f for f in features if f["properties"]["coordinates"] == "pixel"]
+        out: dict[str, str] = {}
+        if self.mode == "wgs84":
+            out["detections.geojson"] = self.text(on_map)
+        else:
+            by_crs: dict[str, list[dict]] = {}
+            for f in on_map:
+                by_crs.setdefault(f["properties"]["crs"], []).append(f)
+            if len(by_crs) <= 1:
+                out["detections.geojson"] = self.text(on_map, next(iter(by_crs), None))
+            else:
+                names = crs_file_names(list(by_crs))
+                for crs, feats in by_crs.items():
+                    out[names[crs]] = self.text(feats, crs)
+                LOGGER.warning(f"--geojson-crs native: the inputs are in {len(by_crs)} CRSs and a file states one: "
+                               + "; ".join(f"{names[c]} ({len({f['properties']['source'] for f in fs})} input(s), {c[:40]})"
+                                           for c, fs in by_crs.items()))
+        if pixel:
+            out[PIXEL_FILE] = self.text(pixel)
+            srcs = sorted({f["properties"]["source"] for f in pixel})
+            LOGGER.warning(f"{len(srcs)} input(s) without usable georeferencing: their boxes are in pixel coordinates "
+                           f"in {PIXEL_FILE}, not in the map file: {', '.join(srcs[:5])}"
+                           + (f" and {len(srcs) - 5} more" if len(srcs) > 5 else ""))
+        return out
+
+
+def crs_file_names(crss: list[str]) -> dict[str, str]:
+    """``detections.EPSG_32633.geojson`` for an EPSG code, ``detections.crs-K.geojson`` for a WKT."""
+    names, k = {}, 0
+    for c in crss:
+        if re.fullmatch(r"EPSG:\d+", c):
+            names[c] = f"detections.EPSG_{c[5:]}.geojson"
+        else:
+            k += 1
+            names[c] = f"detections.crs-{k}.geojson"
+    return names

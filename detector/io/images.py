@@ -19,6 +19,9 @@ reads, so the converters write only images training can use and every tool accep
 from __future__ import annotations
 
 import glob
+import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -35,11 +38,58 @@ VIDEO_SUFFIXES = frozenset({"asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mp
 if TYPE_CHECKING:
     from .geo import GeoReference
 
-MAX_PIXELS = 2**31  # refuse absurd sizes before allocating (cv2's own default limit is 2^30)
+# A whole-image read may hold at most this many bytes: the decoded samples plus their 8-bit BGR copy
+# (a 20,000 x 20,000 px RGB scene needs 2.4 GB). Every tool reads through this one check; a larger
+# raster is read window by window (``detector.io.scene``) or refused in one line naming the file.
+MAX_IMAGE_BYTES = 3 << 30
 
 
 class ImageReadError(RuntimeError):
     """An input image could not be read; the message names the file and why."""
+
+
+class ImageTooLarge(ImageReadError):
+    """An image whose whole-image read would pass ``MAX_IMAGE_BYTES``; the message names the file, its size
+    and what reads it instead."""
+
+
+def image_bytes(width: int, height: int, bands: int, itemsize: int) -> int:
+    """The bytes a whole-image read holds at its peak: the decoded samples and their 8-bit BGR copy."""
+    return int(width) * int(height) * (int(bands) * int(itemsize) + 3)
+
+
+def check_image_bytes(path: str | Path, width: int, height: int, bands: int, itemsize: int) -> None:
+    """Raise ``ImageTooLarge`` naming ``path`` when a whole-image read of it passes ``MAX_IMAGE_BYTES``."""
+    from ..files import size_text
+
+    need = image_bytes(width, height, bands, itemsize)
+    if need > MAX_IMAGE_BYTES or min(width, height) < 0:
+        raise ImageTooLarge(f"{path}: {width}x{height} px, {bands} band(s) of {itemsize * 8}-bit samples: reading it "
+                            f"whole needs {size_text(need)} (at most {size_text(MAX_IMAGE_BYTES)}); a GeoTIFF or JPEG "
+                            "2000 this large is read window by window when detected tile by tile (--tile auto)")
+
+
+_PIL_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 1, "RGB": 1, "RGBA": 1, "CMYK": 1, "YCbCr": 1, "I;16": 2, "I;16B": 2,
+              "I": 4, "F": 4}
+
+
+def check_header(path: Path) -> None:
+    """``check_image_bytes`` from the file's header, before OpenCV decodes it: Pillow reads the size and
+    mode without decoding (formats Pillow does not know keep OpenCV's own pixel limit)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: the check below decides
+            with Image.open(path) as im:
+                w, h, mode, bands = im.width, im.height, im.mode, len(im.getbands())
+    except Image.DecompressionBombError as e:
+        m = re.search(r"\((\d+) pixels", str(e))
+        px = int(m.group(1)) if m else MAX_IMAGE_BYTES
+        raise ImageTooLarge(f"{path}: {px:,} px: reading it whole needs more than {MAX_IMAGE_BYTES >> 30} GiB") from None
+    except Exception:  # noqa: BLE001 - not a format Pillow knows (or a corrupt header): OpenCV decides
+        return
+    check_image_bytes(path, w, h, bands, _PIL_BYTES.get(mode, 4))
 
 
 def suffix(path: str | Path) -> str:
@@ -112,18 +162,27 @@ def to_bgr(img: np.ndarray) -> np.ndarray:
 
 
 def read_raw(path: str | Path) -> np.ndarray:
-    """The pixels of an image file in their own sample type, ``(H, W)`` or ``(H, W, C)`` in BGR(A) order.
+    """The pixels of an image file in their own sample type, ``(H, W)`` or ``(H, W, C)`` in BGR(A) order,
+    bounded by ``MAX_IMAGE_BYTES`` (checked from the header, before decoding). GeoTIFF and JPEG 2000 are
+    read through GDAL's guarded door (``detector.io.gdal.open_raster``) when rasterio is installed.
     Raises ``ImageReadError`` naming the file."""
     from . import gdal
 
     path = Path(path)
-    if not path.is_file() and path.exists():  # a FIFO would block the read forever
+    if not path.is_file() and (path.exists() or path.is_symlink()):  # a FIFO would block the read forever
         raise ImageReadError(f"not a regular file ({file_kind(path)}): {path}")
     if suffix(path) in gdal.GDAL_SUFFIXES and gdal.rasterio_module() is not None:
         try:
-            return gdal.read_pixels(path, MAX_PIXELS)
+            return gdal.read_pixels(path)
+        except ImageReadError:
+            raise
+        except gdal.RasterRefused as e:
+            raise ImageReadError(str(e)) from None
         except Exception as e:  # noqa: BLE001 - GDAL's reasons vary; one line naming the file
             raise ImageReadError(f"cannot decode {path}: {' '.join(str(e).split()) or type(e).__name__}") from e
+    if os.stat(path).st_size > MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"{path}: the file alone is larger than {MAX_IMAGE_BYTES >> 30} GiB")
+    check_header(path)
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as e:
@@ -139,11 +198,18 @@ def read_raw(path: str | Path) -> np.ndarray:
         try:  # multi-band or exotic TIFFs that OpenCV declines
             import tifffile
 
-            img = tifffile.imread(str(path))
+            with tifffile.TiffFile(str(path)) as t:
+                series, page = t.series[0], t.pages[0]
+                w, h = int(page.imagewidth), int(page.imagelength)
+                bands = int(np.prod(series.shape, dtype=np.float64)) // max(1, w * h)
+                check_image_bytes(path, w, h, bands, series.dtype.itemsize if series.dtype is not None else 8)
+                img = t.asarray()
             if img.ndim == 3 and img.shape[0] in (1, 2, 3, 4) and img.shape[-1] > 4:  # band-first
                 img = np.moveaxis(img, 0, -1)
             if img.ndim == 3 and img.shape[-1] >= 3:
                 img = img[..., [2, 1, 0]]  # tifffile gives RGB; we work in BGR
+        except ImageReadError:
+            raise
         except Exception as e:  # noqa: BLE001 - reported below with the file name
             raise ImageReadError(f"cannot decode TIFF {path}: {e}") from e
     if img is None:
@@ -157,8 +223,6 @@ def read_image(path: str | Path) -> np.ndarray:
     img = read_raw(path)
     if img.size == 0 or min(img.shape[:2]) < 2:
         raise ImageReadError(f"image has no usable pixels {img.shape}: {path}")
-    if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise ImageReadError(f"image too large ({img.shape[1]}x{img.shape[0]} px): {path}")
     try:
         return to_bgr(to_uint8(img))
     except ValueError as e:

@@ -5,22 +5,13 @@ Writers (``WRITERS``): ``image`` (rendered images; an MP4 per video at the sourc
 per run, ``detections.geojson``, built by ``detector.io.geojson``). Each takes one frame's detections at
 a time.
 
-Output safety lives here (``OutputFolder``):
-
-* every input gets its own outputs: names mirror the input's path below the inputs' common folder
-  (sub-folders stay sub-folders), and inputs that differ only by suffix (``a.jpg`` / ``a.png``) get
-  the suffix in the name (``a_jpg`` / ``a_png``);
-* the folder may not be, or lie inside, a source folder, and no output may replace an input;
-* the tool never replaces a file it did not write: what it writes is recorded in the folder's
-  manifest (``.snnvit-outputs``), and an existing file not listed there stops the run before it starts;
-* predictions are flushed as they are produced: ``predictions.jsonl`` / ``detections.geojsonl`` grow
-  by one line per frame, so a crash loses nothing written so far; a finished run turns them into
-  ``predictions.json`` / ``detections.geojson`` and removes the line files; a line file a killed run
-  left is renamed (``predictions.interrupted.jsonl``, with a warning), never deleted;
-* files are written whole (``detector.files``: temporary file and rename; a killed run's temporary
-  files are removed at the next start; a full disk is one line naming the disk), and a frame's outputs
-  agree (``write_frame``: Ctrl-C waits for all writers; a writer failing on one frame is reported and
-  the folder goes on). Renders longer than JPEG's 65,500 px (SAR strips) are downscaled, with a warning.
+Output safety lives in ``detector.io.outputs`` (``OutputFolder``); here, that a frame's outputs agree
+(``write_frame``: Ctrl-C waits for all writers; a writer failing on one frame is reported and the folder
+goes on), that predictions are flushed per frame (``predictions.jsonl`` / ``detections.geojsonl`` grow
+by one line per frame, so a crash loses nothing written so far; a finished run turns them into the
+final files and removes them; a line file a killed run left is renamed, ``predictions.interrupted.jsonl``,
+with a warning, never deleted), and that renders longer than JPEG's 65,500 px (SAR strips), or of a
+scene read window by window, are downscaled, with a warning.
 """
 
 from __future__ import annotations
@@ -33,127 +24,10 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from ..checks import inside
-from ..files import atomic_write_bytes, atomic_write_text, interrupts_held, remove_leftovers, writing
+from ..files import atomic_write_bytes, atomic_write_text, interrupts_held, writing
 from .frames import Frame
-from .geojson import GeoJsonCollection
-
-MANIFEST = ".snnvit-outputs"
-
-
-# --------------------------------------------------------------------------------------------
-# The output folder
-# --------------------------------------------------------------------------------------------
-
-
-def next_run_folder(base: str | Path) -> Path:
-    """``base`` if it does not exist or is empty, else ``base2``, ``base3``... (a fresh run folder)."""
-    base = Path(base)
-    if not base.exists() or (base.is_dir() and not any(base.iterdir())):
-        return base
-    k = 2
-    while True:
-        p = base.with_name(f"{base.name}{k}")
-        if not p.exists():
-            return p
-        k += 1
-
-
-class OutputFolder:
-    """Where a run writes, with the safety rules of the module docstring."""
-
-    def __init__(self, path: str | Path, inputs: Iterable[Path], root: Path | None, source_folders: Iterable[Path] = ()):
-        self.path = Path(path)
-        self.inputs = [Path(p) for p in inputs]
-        self.root = root
-        for folder in source_folders:
-            if inside(self.path, folder):
-                raise ValueError(f"output folder {self.path} is inside the source folder {folder}: the rendered "
-                                 "images would mix with (or replace) the inputs; choose an output folder elsewhere")
-        if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"output {self.path} exists and is not a folder")
-        self._input_set = {p.resolve() for p in self.inputs}
-        self._ours = self._read_manifest()
-        self.stems = self._plan_stems()
-
-    # -- names ---------------------------------------------------------------------------------
-    def _plan_stems(self) -> dict[Path, Path]:
-        """A unique relative output stem for every input (see the module docstring)."""
-        rel = {}
-        for p in self.inputs:
-            r = Path(p.name)
-            if self.root is not None:
-                try:
-                    r = p.resolve().relative_to(self.root)
-                except ValueError:
-                    pass
-            rel[p] = r
-        by_stem: dict[str, list[Path]] = {}
-        for p, r in rel.items():
-            by_stem.setdefault(str(r.with_suffix("")).casefold(), []).append(p)
-        stems, used = {}, set()
-        for p in self.inputs:
-            r = rel[p]
-            s = r.with_suffix("")
-            if len(by_stem[str(s).casefold()]) > 1:  # a.jpg and a.png: keep the suffix in the name
-                s = r.parent / f"{r.stem}_{r.suffix.lstrip('.').lower()}"
-            base, k = s, 2
-            while str(s).casefold() in used:
-                s = base.parent / f"{base.name}-{k}"
-                k += 1
-            used.add(str(s).casefold())
-            stems[p] = s
-        return stems
-
-    def stem(self, source: Path) -> Path:
-        return self.stems[Path(source)]
-
-    # -- safety ---------------------------------------------------------------------------------
-    def _read_manifest(self) -> set[str]:
-        m = self.path / MANIFEST
-        if not m.is_file():
-            return set()
-        return {ln.strip() for ln in m.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()}
-
-    def check(self, path: Path) -> Path:
-        """Refuse to write ``path`` if it is an input, or an existing file this tool did not write."""
-        rel = path.relative_to(self.path).as_posix()
-        if path.resolve() in self._input_set:
-            raise ValueError(f"refusing to write {path}: it is one of the inputs")
-        if path.exists() and rel not in self._ours:
-            raise ValueError(f"refusing to overwrite {path}: the file was not written by this tool (not in "
-                             f"{self.path / MANIFEST}); choose another --out folder")
-        return path
-
-    def check_all(self, paths: Iterable[Path]) -> None:
-        for p in paths:
-            self.check(p)
-
-    def claim(self, path: Path) -> Path:
-        """Check ``path``, create its folder, and record it in the manifest before it is written."""
-        self.check(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rel = path.relative_to(self.path).as_posix()
-        if rel not in self._ours:
-            with writing(self.path / MANIFEST), open(self.path / MANIFEST, "a", encoding="utf-8") as f:
-                f.write(rel + "\n")
-            self._ours.add(rel)
-        return path
-
-    def prepare(self) -> None:
-        """Create the folder; remove the temporary files a killed run left beside outputs it wrote."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        # an edited manifest cannot point the clean-up elsewhere
-        remove_leftovers(p for rel in self._ours if inside((p := self.path / rel).parent, self.path))
-
-    def set_aside(self, path: Path, tag: str = "interrupted") -> Path:
-        """Rename ``path`` (a result a killed run left) to a free ``STEM.TAG[-k]SUFFIX`` and record it."""
-        k, new = 1, path.with_name(f"{path.stem}.{tag}{path.suffix}")
-        while new.exists() or new.is_symlink():
-            k += 1
-            new = path.with_name(f"{path.stem}.{tag}-{k}{path.suffix}")
-        os.replace(path, self.claim(new))
-        return new
+from .geojson import PIXEL_FILE, GeoJsonCollection
+from .outputs import OutputFolder
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,7 +126,8 @@ class ImageWriter(Writer):
     def write(self, frame, det):
         if frame.index is None:
             path = self.folder.claim(self.planned(frame.source)[0])
-            pixels, det = fit_jpeg(frame.pixels, det, path)
+            pixels, det = fit_jpeg(frame.pixels, det, path) if isinstance(frame.pixels, np.ndarray) else \
+                scene_render(frame.pixels, det, path)
             ok, buf = cv2.imencode(".jpg", render(pixels, det, self.names, str(frame.source)))
             if not ok:
                 raise ValueError(f"OpenCV cannot encode the render of {frame.source} as JPEG")
@@ -375,11 +250,26 @@ class GeoJsonWriter(_JsonLinesWriter):
         super().__init__(folder, names)
         self.collection = GeoJsonCollection(names, crs)
 
+    def planned(self, source):
+        return super().planned(source) + [self.folder.path / PIXEL_FILE]
+
     def frame_records(self, frame, det):
         return self.collection.features(frame.geo, det, self.file_name(frame), frame.index)
 
-    def final_text(self):
-        return self.collection.text(self.records)
+    def close(self):
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+        files = self.collection.files(self.records)
+        for old in self.folder.own_files("detections.*.geojson"):  # an earlier run's per-CRS or pixel file
+            if old.name not in files:
+                old.unlink()
+        for name, text in files.items():
+            path = self.folder.claim(self.folder.path / name)
+            atomic_write_text(path, text)
+            self.files.append(path)
+        if log is not None:  # only this run's own line file, once its final files are written
+            (self.folder.path / self.log_name).unlink(missing_ok=True)
 
 
 WRITERS: dict[str, type[Writer]] = {w.name: w for w in (ImageWriter, TxtWriter, CocoJsonWriter, GeoJsonWriter)}
@@ -430,6 +320,21 @@ def fit_jpeg(pixels: np.ndarray, det: np.ndarray, path: Path) -> tuple[np.ndarra
     LOGGER.warning(f"{path}: the render of a {w}x{h} image is downscaled to {size[0]}x{size[1]} (JPEG holds at most "
                    f"{JPEG_MAX_SIDE} px a side); the detections are in full-size pixels in the other outputs")
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), det
+
+
+def scene_render(scene, det: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The render of a lazy scene (read window by window, never whole): the scene read decimated
+    (``detector.io.scene.OVERVIEW_PIXELS``) with ``det`` scaled to it; a warning says so."""
+    from ultralytics.utils import LOGGER
+
+    H, W = scene.shape[:2]
+    pixels = scene.overview()
+    h, w = pixels.shape[:2]
+    det = np.asarray(det, dtype=np.float32).reshape(-1, 6).copy()
+    det[:, :4] *= np.array([w / W, h / H] * 2, np.float32)
+    LOGGER.warning(f"{path}: the render of the {W}x{H} scene is read decimated to {w}x{h} (the scene is read window "
+                   "by window, never whole); the detections are in full-size pixels in the other outputs")
+    return fit_jpeg(pixels, det, path)
 
 
 def make_writers(names: Iterable[str], folder: OutputFolder, class_names: dict[int, str],

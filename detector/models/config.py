@@ -30,7 +30,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..nn.backbone import SNNViTConfig
 
@@ -108,11 +107,9 @@ def load_config(cfg: str | Path | dict | None = "n", **overrides: Any) -> dict:
             if not alt.is_file():
                 raise FileNotFoundError(f"model config not found: {s} (variants: {', '.join(VARIANTS)})")
             path = alt
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = yaml.safe_load(f)
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ValueError(f"cannot parse model config {path}: {str(e).splitlines()[0]}") from e
+        from ..files import read_yaml
+
+        d = read_yaml(path, "model config")
         if not isinstance(d, dict):
             raise ValueError(f"model config {path} is not a mapping")
         d.setdefault("variant", path.stem)

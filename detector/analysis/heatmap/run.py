@@ -23,9 +23,10 @@ from ...infer.options import DETECT, OVERLAP, ModelOptions, build, opt, tiling
 from ...infer.predict import predict_image
 from ...infer.runtime import load_torch_model
 from ...models.settings import DEFAULT_IMGSZ, settings_of
-from ...io.images import ImageReadError, expand_source, read_image
+from ...io.images import ImageReadError, expand_source
+from ...io.scene import as_array, read_scene, read_window, scene_shape
 from ...io.letterbox import Letterbox, letterbox_tensor
-from ...io.writers import OutputFolder, next_run_folder
+from ...io.outputs import OutputFolder, next_run_folder
 from .capture import SSSACapture, find_sssa_blocks, select_blocks
 from .panel import INTERPOLATIONS, HeatmapResult, block_maps, check_dpi, check_timesteps, render_panel, save_npz
 
@@ -144,9 +145,9 @@ def heatmaps(source: str | Path, weights: str | Path | None = None, out: str | P
     summary = HeatmapSummary(folder.path, skipped=list(src.skipped))
     summary.skipped += [(str(v), "videos are not supported by the heatmap tool") for v in src.videos]
 
-    def load(p: Path, record: bool = True) -> np.ndarray | None:
+    def load(p: Path, record: bool = True, tiled: bool = False):
         try:
-            return read_image(p)
+            return read_scene(p, tiled)  # tiled: a large raster as a lazy scene, read window by window
         except ImageReadError as e:
             if record:
                 summary.skipped.append((str(p), str(e)))
@@ -166,7 +167,7 @@ def heatmaps(source: str | Path, weights: str | Path | None = None, out: str | P
         auto_label = "model"
     label = label or auto_label
     summary.label = label
-    imgsz = o.imgsz or settings_of(model).imgsz()  # the weights' training size; the default size for an untrained model
+    imgsz = settings_of(model).imgsz() if o.imgsz is None else o.imgsz  # the weights' training size; the default for an untrained model
     # fail on a bad --blocks / --timesteps before any image is processed
     found = find_sssa_blocks(model)
     if not found:
@@ -182,22 +183,27 @@ def heatmaps(source: str | Path, weights: str | Path | None = None, out: str | P
     if tile is None:
         folder.check_all(folder.path / f"{folder.stem(p)}_heatmap{ext}" for p in paths for ext in (".png", ".npz"))
     folder.prepare()
-    for k, p in enumerate(paths, 1):
-        img = load(p)
-        if img is None:
-            continue
-        for name, part, origin in image_parts(img, folder.stem(p), tile, overlap):
-            res = heatmap_image(model, part, imgsz, o.conf, o.iou, o.max_det, blocks, o.interp,
-                                str(p) + (f" tile at {origin}" if origin else ""), label)
-            panel = folder.claim(folder.path / f"{name}_heatmap.png")
-            summary.panels.append(render_panel(res, panel, timesteps, o.dpi, o.interp))
-            if o.save_raw:
-                summary.npz.append(save_npz(res, folder.claim(folder.path / f"{name}_heatmap.npz")))
-            if keep:
-                summary.results.append(res)
-            if verbose:
-                print(f"image {k}/{len(paths)} {p}{f' tile {origin}' if origin else ''}: {len(res.detections)} "
-                      f"detection(s), {len(res.blocks)} SSSA block(s) -> {res.panel}")
+    try:
+        for k, p in enumerate(paths, 1):
+            img = load(p, tiled=tile is not None)
+            if img is None:
+                continue
+            for name, part, origin in image_parts(img, folder.stem(p), tile, overlap):
+                res = heatmap_image(model, part, imgsz, o.conf, o.iou, o.max_det, blocks, o.interp,
+                                    str(p) + (f" tile at {origin}" if origin else ""), label)
+                panel = folder.claim(folder.path / f"{name}_heatmap.png")
+                summary.panels.append(render_panel(res, panel, timesteps, o.dpi, o.interp))
+                if o.save_raw:
+                    summary.npz.append(save_npz(res, folder.claim(folder.path / f"{name}_heatmap.npz")))
+                if keep:
+                    summary.results.append(res)
+                if verbose:
+                    print(f"image {k}/{len(paths)} {p}{f' tile {origin}' if origin else ''}: {len(res.detections)} "
+                          f"detection(s), {len(res.blocks)} SSSA block(s) -> {res.panel}")
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{len(summary.panels)} panel(s) written whole in {folder.path}") from None
+    finally:
+        folder.release()
     for f, why in summary.skipped:
         LOGGER.warning(f"skipped {f}: {why}")
     if verbose:
@@ -205,12 +211,13 @@ def heatmaps(source: str | Path, weights: str | Path | None = None, out: str | P
     return summary
 
 
-def image_parts(img: np.ndarray, stem: Path, tile: int | None, overlap: float):
-    """(output name, pixels, tile origin or None) for a whole image, or for each of its tiles."""
+def image_parts(img, stem: Path, tile: int | None, overlap: float):
+    """(output name, pixels, tile origin or None) for a whole image, or for each of its tiles (``img``: an
+    array or a lazy scene, ``detector.io.scene``)."""
     if tile is None:
-        yield str(stem), img, None
+        yield str(stem), as_array(img), None
         return
     from ...io.tiles import tile_grid
 
-    for x0, y0, x1, y1 in tile_grid(img.shape[:2], tile, overlap):
-        yield f"{stem}_{x0}_{y0}", np.ascontiguousarray(img[y0:y1, x0:x1]), (x0, y0)
+    for x0, y0, x1, y1 in tile_grid(scene_shape(img)[:2], tile, overlap):
+        yield f"{stem}_{x0}_{y0}", read_window(img, x0, y0, x1, y1), (x0, y0)

@@ -1,0 +1,612 @@
+"""Hostile rasters through GDAL (issue 32): every trap is built here, and each test first shows that
+the trap works on GDAL without the guard, so a passing test means the guard stopped it.
+
+* network: VRT XML named ``.tif`` / ``.jp2`` whose source is ``/vsicurl/http://127.0.0.1:PORT/``; a
+  local server counts the requests, which must stay at zero;
+* files outside the source: a VRT naming an absolute path, a ``../`` path, a ``/vsizip/`` member, and
+  a raw band over any file; the outside file's access time must not move (a read moves it);
+* hangs: a FIFO as the image, behind a link, as a sidecar, and as a VRT's source (each run with a
+  time limit);
+* sidecars GDAL opens with any driver (``.ovr`` that is VRT XML), ``.aux.xml`` with XXE, billion
+  laughs or broken XML, world files with NaN or zero pixel size;
+* allocation bombs: a 200 kB sparse 30,000 x 30,000 GeoTIFF and a 46,000^2 x 3 Float64 one: refused in
+  one line naming the file when read whole, read window by window when tiled (the rest of the folder
+  goes on);
+* GDAL's and PROJ's messages reach the warning, not stderr.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import os
+import threading
+import warnings
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import detector  # noqa: F401
+from detector.infer import detect
+from detector.io import gdal
+from detector.io.geo import read_georeference
+from detector.io.images import ImageReadError, ImageTooLarge, read_image
+from detector.io.tiles import tile_count
+
+rasterio = pytest.importorskip("rasterio")
+
+from _boxes import FixedBox  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------
+# Building the traps
+# --------------------------------------------------------------------------------------------
+
+
+def geotiff(path: Path, size: int = 64, value: int = 7, **extra) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8", **extra) as ds:
+            ds.write(np.full((1, size, size), value, np.uint8))
+    return path
+
+
+def vrt_xml(source: str, size: int = 64, relative: bool = False) -> str:
+    return (f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><VRTRasterBand dataType="Byte" band="1">'
+            f'<SimpleSource><SourceFilename relativeToVRT="{int(relative)}">{source}</SourceFilename>'
+            f'<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>')
+
+
+def raw_vrt_xml(source: str, size: int = 16) -> str:
+    return (f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><VRTRasterBand dataType="Byte" band="1" '
+            f'subClass="VRTRawRasterBand"><SourceFilename relativetoVRT="0">{source}</SourceFilename>'
+            f'<ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>{size}</LineOffset>'
+            f'</VRTRasterBand></VRTDataset>')
+
+
+def unguarded_read(path: Path) -> None:
+    """What GDAL does with the file without the guard (the control of each trap)."""
+    try:
+        with warnings.catch_warnings(), rasterio.Env(GDAL_HTTP_TIMEOUT="2", GDAL_HTTP_MAX_RETRY="0"):
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as ds:
+                ds.read(1)
+    except Exception:  # noqa: BLE001 - the control only needs GDAL to have tried
+        pass
+
+
+class Counter(http.server.SimpleHTTPRequestHandler):
+    hits: list[str] = []
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        Counter.hits.append(self.path)
+        super().do_GET()
+
+    def do_HEAD(self):  # noqa: N802
+        Counter.hits.append(self.path)
+        super().do_HEAD()
+
+    def log_message(self, *_):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving a real GeoTIFF, counting every request."""
+    root = tmp_path / "www"
+    root.mkdir()
+    geotiff(root / "x.tif")
+    Counter.hits = []
+    handler = lambda *a, **k: Counter(*a, directory=str(root), **k)  # noqa: E731
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", Counter.hits
+    srv.shutdown()
+
+
+def plain_png(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((64, 64, 3), 90, np.uint8))
+    return path
+
+
+def run_detect(src: Path, out: Path, **kw):
+    kw.setdefault("outputs", ("json", "geojson"))
+    return detect(src, out=out, model=FixedBox((8.0, 8.0, 40.0, 40.0)), imgsz=64, verbose=False, **kw)
+
+
+def aged(path: Path) -> int:
+    """Set ``path``'s access time before its modification time, so that a read moves it (relatime)."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_mtime_ns - 10**11, st.st_mtime_ns))
+    return os.stat(path).st_atime_ns
+
+
+def read_moves_atime(path: Path) -> bool:
+    before = aged(path)
+    path.read_bytes()
+    moved = os.stat(path).st_atime_ns != before
+    aged(path)
+    return moved
+
+
+def within(seconds: float, fn, *args, fifo: Path | None = None):
+    """``fn(*args)`` in a thread; fails when it has not returned after ``seconds`` (a FIFO it blocks on is
+    then opened for writing, to release it)."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        if fifo is not None:
+            with open(fifo, "wb"):
+                pass
+        pytest.fail(f"{getattr(fn, '__name__', fn)}{args} blocked for {seconds} s")
+    return box
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+
+
+def test_vrt_named_tif_or_jp2_never_reaches_the_network(tmp_path, server, caplog):
+    url, hits = server
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("scene.tif", "scene.jp2"):
+        (src / name).write_text(vrt_xml(f"/vsicurl/{url}/x.tif"))
+    plain_png(src / "plain.png")
+
+    unguarded_read(src / "scene.tif")  # the control: GDAL alone goes to the server
+    assert hits, "the trap does not work: GDAL without the guard made no request"
+    hits.clear()
+
+    s = run_detect(src, tmp_path / "out")
+    assert hits == []
+    assert s.images == 1 and sorted(Path(f).name for f, _ in s.skipped) == ["scene.jp2", "scene.tif"]
+    assert all("not a raster GDAL may read" in why for _, why in s.skipped)
+    for name in ("scene.tif", "scene.jp2"):
+        with pytest.raises(ImageReadError, match=name):
+            read_image(src / name)
+        assert read_georeference(src / name) is None  # one warning, no georeferencing
+    for target in (f"/vsicurl/{url}/x.tif", f"{url}/x.tif", f"/VSICURL/{url}/x.tif", "/vsimem/x.tif"):
+        with pytest.raises(gdal.RasterRefused, match="not a local file path"):
+            gdal.open_raster(target)
+    assert hits == []
+
+
+def test_the_driver_gdal_picked_is_checked_again(tmp_path, monkeypatch):
+    """Belt and braces: should GDAL ever open a file with a driver outside the list, it is refused."""
+    path = geotiff(tmp_path / "a.tif")
+    monkeypatch.setattr(gdal, "RASTER_DRIVERS", ("PNG", "JPEG"))
+    with pytest.raises(gdal.RasterRefused):
+        gdal.open_raster(path)
+    monkeypatch.undo()
+    with gdal.open_raster(path) as r:
+        assert r.ds.driver == "GTiff" and r.ds.mode == "r"
+
+
+# --------------------------------------------------------------------------------------------
+# Files outside the source folder
+# --------------------------------------------------------------------------------------------
+
+
+def test_vrt_sources_outside_the_folder_stay_unread(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = geotiff(outside / "secret.tif", value=201)
+    blob = outside / "secret.bin"
+    blob.write_bytes(bytes(range(256)))
+    archive = outside / "pack.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(secret, "inner.tif")
+    if not read_moves_atime(blob):
+        pytest.skip("this file system does not record access times")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "absolute.tif").write_text(vrt_xml(str(secret)))
+    (src / "relative.tif").write_text(vrt_xml("../outside/secret.tif", relative=True))
+    (src / "zipped.tif").write_text(vrt_xml(f"/vsizip/{archive}/inner.tif"))
+    (src / "raw.tif").write_text(raw_vrt_xml(str(blob)))
+    plain_png(src / "plain.png")
+    watched = (secret, blob, archive)
+
+    for vrt in ("absolute.tif", "raw.tif"):  # the control: GDAL alone reads the outside files
+        before = [aged(f) for f in watched]
+        unguarded_read(src / vrt)
+        assert [os.stat(f).st_atime_ns for f in watched] != before, f"the {vrt} trap does not work"
+
+    before = [aged(f) for f in watched]
+    s = run_detect(src, tmp_path / "out", outputs=("image", "json", "geojson"))
+    h = run_detect(src, tmp_path / "out_tiled", outputs=("json",), tile=32)
+    assert [os.stat(f).st_atime_ns for f in watched] == before  # not even opened
+    assert s.images == h.images == 1
+    assert sorted(Path(f).name for f, _ in s.skipped) == ["absolute.tif", "raw.tif", "relative.tif", "zipped.tif"]
+    from detector.io.batches import image_batches
+
+    skipped: list = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batches = list(image_batches(sorted(src.iterdir()), 64, 1, skipped, tile=32))
+    assert len(batches) == tile_count((64, 64), 32, 0.2)  # plain.png's tiles alone
+    assert len(skipped) == 4
+    assert [os.stat(f).st_atime_ns for f in watched] == before
+
+
+def test_a_link_out_of_the_folder_as_a_sidecar_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.aux.xml").write_text("<PAMDataset/>")
+    src = tmp_path / "src"
+    src.mkdir()
+    geotiff(src / "scene.tif")
+    (src / "scene.tif.aux.xml").symlink_to(outside / "x.aux.xml")
+    with pytest.raises(gdal.RasterRefused, match="outside the image's folder"):
+        gdal.open_raster(src / "scene.tif")
+
+
+# --------------------------------------------------------------------------------------------
+# FIFOs: never a hang
+# --------------------------------------------------------------------------------------------
+
+
+def test_fifos_are_refused_before_gdal_opens_them(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (src / "via_vrt.tif").write_text(vrt_xml(str(fifo)))
+    (src / "linked.tif").symlink_to(fifo)
+    geotiff(src / "scene.tif")
+    os.mkfifo(src / "scene.tif.aux.xml")
+    plain_png(src / "plain.png")
+
+    box = within(20, gdal.open_raster, src / "linked.tif", fifo=fifo)
+    assert isinstance(box.get("error"), gdal.RasterRefused) and "FIFO" in str(box["error"])
+    box = within(20, gdal.open_raster, src / "scene.tif", fifo=src / "scene.tif.aux.xml")
+    assert isinstance(box.get("error"), gdal.RasterRefused) and "scene.tif.aux.xml is a FIFO" in str(box["error"])
+    box = within(20, gdal.open_raster, src / "via_vrt.tif", fifo=fifo)
+    assert isinstance(box.get("error"), gdal.RasterRefused)
+    box = within(60, run_detect, src, tmp_path / "out", fifo=fifo)
+    s = box["value"]
+    assert s.images == 1 and {Path(f).name for f, _ in s.skipped} == {"via_vrt.tif", "linked.tif", "scene.tif", "scene.tif.aux.xml"}
+
+
+# --------------------------------------------------------------------------------------------
+# Sidecars
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_overview_sidecar_that_is_not_a_tiff_is_refused(tmp_path, server):
+    url, hits = server
+    path = geotiff(tmp_path / "scene.tif", size=600)
+    (tmp_path / "scene.tif.ovr").write_text(vrt_xml(f"/vsicurl/{url}/x.tif", size=300))
+    with pytest.raises(gdal.RasterRefused, match="scene.tif.ovr is not the .ovr file GDAL expects"):
+        gdal.open_raster(path)
+    assert hits == []
+    (tmp_path / "scene.tif.ovr").unlink()
+    geotiff(tmp_path / "scene.tif.ovr", size=300)  # a real overview is fine
+    with gdal.open_raster(path) as r:
+        assert r.ds.width == 600
+
+
+BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                  + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'
+                            for i in range(1, 10))
+                  + ']><PAMDataset><Metadata><MDI key="x">&lol9;</MDI></Metadata></PAMDataset>')
+
+
+@pytest.mark.parametrize("kind, text, why", [
+    ("xxe", '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY e SYSTEM "file://{secret}">]>'
+            '<PAMDataset><SRS>&e;</SRS></PAMDataset>', "declares a DTD"),
+    ("laughs", BILLION_LAUGHS, "declares a DTD"),
+    ("broken", "<PAMDataset><GeoTransform>1, 2", "not well-formed XML"),
+])
+def test_hostile_aux_xml_is_not_given_to_gdal(tmp_path, kind, text, why, caplog):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("EPSG:4326")
+    src = tmp_path / "src"
+    plain_png(src / "photo.png")
+    (src / "photo.pgw").write_text("0.001\n0\n0\n-0.001\n10\n50\n")
+    (src / "photo.png.aux.xml").write_text(text.replace("{secret}", str(secret)))
+    before = aged(secret)
+    with caplog.at_level(logging.WARNING, logger="detector.io"):
+        box = within(30, read_georeference, src / "photo.png")
+    geo = box["value"]
+    assert geo is not None and geo.problem and why in geo.problem
+    assert os.stat(secret).st_atime_ns == before
+    assert any("photo.png" in r.getMessage() and why in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("lines, why", [("nan\n0\n0\n-0.001\n10\n50\n", "non-finite"),
+                                        ("0\n0\n0\n0\n10\n50\n", "zero pixel area"),
+                                        ("0.001\n0\n0\n", "holds 3 numbers")])
+def test_unusable_world_files_are_warned_about(tmp_path, lines, why, caplog):
+    plain_png(tmp_path / "photo.png")
+    (tmp_path / "photo.pgw").write_text(lines)
+    with caplog.at_level(logging.WARNING, logger="detector.io"):
+        geo = read_georeference(tmp_path / "photo.png")
+    assert geo is not None and why in geo.problem
+    assert sum("photo.png" in r.getMessage() and why in r.getMessage() for r in caplog.records) == 1
+
+
+def test_prj_beside_a_world_file_gives_the_crs(tmp_path):
+    """ArcGIS writes photo.jgw + photo.prj (ESRI WKT): the CRS is read, the boxes land in lon/lat."""
+    from rasterio.crs import CRS
+
+    src = tmp_path / "src"
+    path = src / "photo.jpg"
+    src.mkdir()
+    cv2.imwrite(str(path), np.full((64, 64, 3), 90, np.uint8))
+    (src / "photo.jgw").write_text("10\n0\n0\n-10\n500005\n4999995\n")
+    (src / "photo.prj").write_text(CRS.from_epsg(32633).to_wkt(version="WKT1_ESRI"))
+    geo = read_georeference(path)
+    assert geo is not None and geo.problem is None and geo.on_earth
+    lon, lat = geo.to_lonlat([0.0], [0.0])
+    assert abs(lon[0] - 15.0) < 0.01 and 45.1 < lat[0] < 45.2
+    s = run_detect(src, tmp_path / "out", outputs=("geojson",))
+    fc = json.loads((s.out_dir / "detections.geojson").read_text())
+    assert [f["properties"]["coordinates"] for f in fc["features"]] == ["lonlat"]
+
+
+# --------------------------------------------------------------------------------------------
+# Allocation bombs
+# --------------------------------------------------------------------------------------------
+
+
+def sparse_geotiff(path: Path, size: int, count: int = 1, dtype: str = "uint8") -> Path:
+    """A tiled GeoTIFF with no block written: a few hundred kB on disk, ``size`` x ``size`` px."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=count, dtype=dtype, tiled=True,
+                           blockxsize=1024, blockysize=1024, sparse_ok=True):
+            pass
+    return path
+
+
+def test_a_sparse_huge_geotiff_is_refused_whole_and_read_in_windows_when_tiled(tmp_path, caplog):
+    src = tmp_path / "src"
+    src.mkdir()
+    big = sparse_geotiff(src / "big.tif", 30_000)
+    assert big.stat().st_size < 300_000
+    plain_png(src / "plain.png")
+    with pytest.raises(ImageTooLarge, match=r"big.tif: 30000x30000 px, 1 band\(s\) of 8-bit samples.*--tile"):
+        read_image(big)
+
+    s = run_detect(src, tmp_path / "whole", outputs=("json",))  # no tiles: refused in one line, the folder goes on
+    assert s.images == 1 and [(Path(f).name, "--tile" in why) for f, why in s.skipped] == [("big.tif", True)]
+
+    from detector.io.scene import RasterScene
+
+    reads: list = []
+    real = RasterScene.read
+    RasterScene.read = lambda self, *w: reads.append(w) or real(self, *w)
+    try:
+        t = run_detect(src, tmp_path / "tiled", outputs=("image", "json"), tile=6000, overlap=0.0)
+    finally:
+        RasterScene.read = real
+    assert t.images == 2 and t.skipped == []
+    assert len(reads) == 25 and all((w[2] - w[0]) * (w[3] - w[1]) <= 6000 * 6000 for w in reads)
+    render = cv2.imread(str(t.out_dir / "big.jpg"))
+    assert render is not None and max(render.shape[:2]) <= 8192  # rendered from a decimated read
+
+
+def test_size_limit_counts_bytes_not_pixels(tmp_path):
+    """46,000^2 x 3 bands of Float64 is 51 GB: refused by bytes; the same pixels as 1 band of bytes are
+    not refused for their pixel count alone."""
+    deep = sparse_geotiff(tmp_path / "deep.tif", 46_000, count=3, dtype="float64")
+    with pytest.raises(ImageTooLarge, match="3 band.*64-bit"):
+        read_image(deep)
+    from detector.io.images import MAX_IMAGE_BYTES, check_image_bytes
+
+    check_image_bytes("ok", 20_000, 20_000, 3, 1)  # a 20,000^2 RGB scene is read whole
+    with pytest.raises(ImageTooLarge):
+        check_image_bytes("x", 20_000, 20_000, 3, 8)
+    assert MAX_IMAGE_BYTES < 20_000 * 20_000 * 27
+    from detector.io.scene import RasterScene
+
+    w = RasterScene(deep).read(0, 0, 100, 100)  # windows of it read fine
+    assert w.shape == (100, 100, 3)
+
+
+def test_a_large_png_is_checked_from_its_header(tmp_path, monkeypatch):
+    import detector.io.images as I
+
+    path = plain_png(tmp_path / "a.png")
+    monkeypatch.setattr(I, "MAX_IMAGE_BYTES", 64 * 64 * 6 - 1)
+    decoded = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    with pytest.raises(ImageTooLarge, match="a.png: 64x64 px"):
+        read_image(path)
+    assert decoded == []
+
+
+# --------------------------------------------------------------------------------------------
+# GDAL's and PROJ's messages
+# --------------------------------------------------------------------------------------------
+
+
+def test_gdal_and_proj_messages_go_into_the_warning_not_stderr(tmp_path, capfd, caplog):
+    import tifffile
+
+    path = tmp_path / "odd.tif"
+    keys = [1, 1, 0, 2, 1024, 0, 1, 2, 2048, 0, 1, 9999]
+    tifffile.imwrite(path, np.zeros((32, 32), np.uint8), extratags=[
+        (33922, "d", 6, [0, 0, 0, 10, 50, 0], True), (33550, "d", 3, [0.01, 0.01, 0], True), (34735, "H", len(keys), keys, True)])
+    capfd.readouterr()
+    with caplog.at_level(logging.WARNING, logger="detector.io"):
+        geo = read_georeference(path)
+    err = capfd.readouterr().err
+    assert "ERROR" not in err and "PROJ" not in err
+    assert geo is not None and "9999" in geo.problem
+    lines = [r.getMessage() for r in caplog.records if "odd.tif" in r.getMessage()]
+    assert len(lines) == 1 and "(GDAL: PROJ: internal_proj_create_from_database: crs not found: EPSG:9999)" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Map files that GIS tools read right
+# --------------------------------------------------------------------------------------------
+
+
+def utm_geotiff(path: Path, epsg: int, size: int = 64) -> Path:
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8",
+                       crs=f"EPSG:{epsg}", transform=Affine(10, 0, 500_000, 0, -10, 5_000_000)) as ds:
+        ds.write(np.full((1, size, size), 60, np.uint8))
+    return path
+
+
+def test_pixel_boxes_never_go_into_a_map_file(tmp_path, caplog):
+    """One GeoTIFF and one plain JPEG: the JPEG's pixel boxes stay out of the lon/lat file (a GIS reader
+    would put them at latitude 8..40), in a file of their own, with one warning naming the JPEG."""
+    src = tmp_path / "src"
+    src.mkdir()
+    utm_geotiff(src / "geo.tif", 32633)
+    cv2.imwrite(str(src / "photo.jpg"), np.full((64, 64, 3), 90, np.uint8))
+    for mode in ("wgs84", "native"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="detector.io"):
+            s = run_detect(src, tmp_path / mode, outputs=("geojson",), geojson_crs=mode)
+        fc = json.loads((s.out_dir / "detections.geojson").read_text())
+        assert [f["properties"]["source"] for f in fc["features"]] == ["geo.tif"]
+        pixel = json.loads((s.out_dir / "detections.pixels.geojson").read_text())
+        assert [f["properties"]["source"] for f in pixel["features"]] == ["photo.jpg"] and "crs" not in pixel
+        warned = [r.getMessage() for r in caplog.records if "photo.jpg" in r.getMessage()]
+        assert len(warned) == 1 and "detections.pixels.geojson" in warned[0]
+    # a rerun whose inputs are all georeferenced leaves no stale pixel file of the earlier run
+    (src / "photo.jpg").unlink()
+    s = run_detect(src, tmp_path / "wgs84", outputs=("geojson",))
+    assert not (s.out_dir / "detections.pixels.geojson").exists()
+
+
+def test_native_mode_with_several_crss_writes_one_file_per_crs(tmp_path, caplog):
+    pyogrio = pytest.importorskip("pyogrio")
+    from rasterio.crs import CRS
+
+    src = tmp_path / "src"
+    src.mkdir()
+    utm_geotiff(src / "a.tif", 32633)
+    utm_geotiff(src / "b.tif", 32634)
+    utm_geotiff(src / "c.tif", 32633)
+    with caplog.at_level(logging.WARNING, logger="detector.io"):
+        s = run_detect(src, tmp_path / "out", outputs=("geojson",), geojson_crs="native")
+    assert not (s.out_dir / "detections.geojson").exists()
+    for epsg, sources in ((32633, ["a.tif", "c.tif"]), (32634, ["b.tif"])):
+        path = s.out_dir / f"detections.EPSG_{epsg}.geojson"
+        meta, _, _, fields = pyogrio.raw.read(path)
+        assert CRS.from_user_input(meta["crs"]) == CRS.from_epsg(epsg)  # GDAL reads each file's own CRS
+        assert sorted(fields[list(meta["fields"]).index("source")]) == sources
+    assert any("2 CRSs" in r.getMessage() for r in caplog.records)
+
+
+def test_a_box_round_a_pole_is_one_valid_polygon(tmp_path):
+    """A polar stereographic scene whose box contains the North Pole: one counter-clockwise polygon from
+    -180 to 180 closed along latitude 90 (the pole inside), not two slivers that leave it out."""
+    from affine import Affine
+
+    src = tmp_path / "src"
+    src.mkdir()
+    with rasterio.open(src / "arctic.tif", "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8",
+                       crs="EPSG:3413", transform=Affine(1000, 0, -32_000, 0, -1000, 32_000)) as ds:
+        ds.write(np.full((1, 64, 64), 60, np.uint8))
+    s = run_detect(src, tmp_path / "out", outputs=("geojson",))  # the box: pixels 8..40, the pole at 32, 32
+    fc = json.loads((s.out_dir / "detections.geojson").read_text())
+    (feat,) = fc["features"]
+    assert feat["geometry"]["type"] == "Polygon"
+    ring = np.array(feat["geometry"]["coordinates"][0])
+    assert ring[0].tolist() == ring[-1].tolist()
+    x, y = ring[:-1, 0], ring[:-1, 1]
+    assert (x * np.roll(y, -1) - np.roll(x, -1) * y).sum() > 0  # counter-clockwise
+    assert x.min() == -180 and x.max() == 180 and y.max() == 90 and y.min() > 89
+    assert [180.0, 90.0] in ring.tolist() and [-180.0, 90.0] in ring.tolist()
+
+    def inside(px, py):  # even-odd rule
+        hit = False
+        for (x1, y1), (x2, y2) in zip(ring[:-1], ring[1:]):
+            if (y1 > py) != (y2 > py) and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
+                hit = not hit
+        return hit
+
+    assert inside(0.0, 89.999) and inside(135.0, 89.999) and not inside(0.0, y.min() - 0.01)
+
+
+# --------------------------------------------------------------------------------------------
+# Nothing outside --out; two runs into one folder
+# --------------------------------------------------------------------------------------------
+
+
+def tree(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob("*")
+            if skip not in p.parents and p != skip}
+
+
+def test_nothing_is_written_outside_out(tmp_path, monkeypatch):
+    """GDAL reads georeferenced inputs with their sidecars (PAM on): the source folder, the working folder
+    and everything else beside --out stay exactly as they were."""
+    src = tmp_path / "src"
+    src.mkdir()
+    utm_geotiff(src / "geo.tif", 32633)
+    (src / "geo.tif.aux.xml").write_text("<PAMDataset><Metadata><MDI key='a'>1</MDI></Metadata></PAMDataset>")
+    cv2.imwrite(str(src / "photo.jpg"), np.full((64, 64, 3), 90, np.uint8))
+    (src / "photo.jgw").write_text("10\n0\n0\n-10\n500005\n4999995\n")
+    plain_png(src / "plain.png")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = tmp_path / "out"
+    before = tree(tmp_path, out)
+    run_detect(src, out, outputs=("image", "txt", "json", "geojson"))
+    run_detect(src, out, outputs=("json",), tile=32)
+    assert tree(tmp_path, out) == before
+
+
+def test_links_in_the_output_folder_never_lead_writes_out_of_it(tmp_path):
+    src = tmp_path / "src"
+    plain_png(src / "plain.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "labels").symlink_to(elsewhere, target_is_directory=True)
+    (out / ".snnvit-outputs").write_text("labels/plain.txt\n")  # an edited manifest claims the file
+    with pytest.raises(ValueError, match="link leading out of"):
+        run_detect(src, out, outputs=("txt",))
+    assert list(elsewhere.iterdir()) == []
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    (out2 / ".snnvit-outputs").symlink_to(elsewhere / "manifest")
+    with pytest.raises(ValueError, match="not a regular file"):
+        run_detect(src, out2, outputs=("json",))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
+    """Two runs into one folder would set aside (rename) each other's live line files and overwrite each
+    other's final files: while one runs, the other is refused in one line; afterwards it runs."""
+    from detector.io.outputs import OutputFolder
+
+    src = tmp_path / "src"
+    plain_png(src / "plain.png")
+    out = tmp_path / "out"
+    first = OutputFolder(out, [src / "plain.png"], src)
+    first.prepare()  # a run holding the folder
+    with pytest.raises(ValueError, match="in use by another run"):
+        run_detect(src, out)
+    assert sorted(p.name for p in out.iterdir()) == [".snnvit-outputs"]  # nothing of the refused run
+    first.release()
+    assert run_detect(src, out).images == 1
