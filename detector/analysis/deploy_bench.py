@@ -29,7 +29,6 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import image_size
 from .benchmark import matmul_peak_gflops, median_seconds
 
 TARGETS = {"inference": 1.5, "train_step": 2.5}  # PyTorch eager inference (issue 22); a training step
@@ -106,12 +105,10 @@ def deployment_report(weights: str | Path | None = None, imgsz: int | None = Non
     from ..nn import kernels
     from ..weights import load_model
 
-    if imgsz is not None:
-        image_size(imgsz, None)  # before any work
     rt = load_runtime(weights)  # eager: batch norm folded, as every tool runs it
     model = rt.module
     unfolded = load_model(weights)  # the model as trained, for the folding's own gain
-    imgsz = image_size(imgsz, rt.settings.imgsz())
+    imgsz = rt.settings.imgsz() if imgsz is None else imgsz  # checked by BenchmarkOptions, at the door
     nc = len(rt.settings.names)
     peak = matmul_peak_gflops()
     log(f"fp32 matmul peak {peak:.0f} GFLOP/s on {torch.get_num_threads()} thread(s); imgsz {imgsz}, batch {batch}, "

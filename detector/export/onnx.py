@@ -91,7 +91,7 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     model = model if model is not None else load_torch_model(src)
     model = model.float().eval().cpu()
     settings = settings_of(model)
-    imgsz = checks.image_size(imgsz, settings.imgsz())
+    imgsz = settings.imgsz() if imgsz is None else imgsz  # a given size was checked above, before the model loaded
     check_exportable(model)
     x = torch.zeros(batch, 3, imgsz, imgsz)
     meta = {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": src_sha or ""}
