@@ -48,6 +48,8 @@ def resolve_device(spec, multi: bool = False) -> Device:
     ``multi``: whether several GPUs are allowed (training); otherwise ``0,1`` is refused in one line."""
     import torch
 
+    if isinstance(spec, Device) and (multi or len(spec.indices) <= 1):
+        return spec  # resolved already (an options record resolves its device once, at construction)
     if isinstance(spec, Device):
         dev = spec
     else:

@@ -284,12 +284,13 @@ def checkpoint_settings(ckpt: dict, model, source: Any = "checkpoint") -> ModelS
                    source=str(source))
 
 
-def default_imgsz(model, fallback: int = 640) -> int:
+def default_imgsz(model, fallback: int | None = None) -> int:
     """The image size a model was trained at (from its checkpoint), else ``fallback``: the size at which
-    its objects have the scale it learned."""
+    its objects have the scale it learned (``ModelSettings.imgsz``'s default when None)."""
     from .models.settings import settings_of
 
-    return settings_of(model).imgsz(fallback)
+    s = settings_of(model)
+    return s.imgsz() if fallback is None else s.imgsz(fallback)
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", use_ema: bool = True):

@@ -1,9 +1,7 @@
 """Session-scoped fixtures for the end-to-end tests: a small real-SSDD subset and one short training run.
 
-Test modules import the fixtures they use (``from _ssdd_subset import ssdd_subset, trained_run``).
-The work behind each fixture is also memoised here at module level, so even if two test modules
-import the same fixture (pytest then registers one copy per module) the subset is written and the
-model is trained once per session.
+``tests/conftest.py`` registers the two fixtures once for every test module, so the subset is written
+and the model trained once per session; test modules import only the constants and helpers.
 
 The subset is made with the project's own converter (``detector.data.read_ssdd`` +
 ``write_dataset``), so it is the very layout ``tools/convert.py ssdd`` produces, only smaller:
@@ -55,9 +53,6 @@ TRAIN_OVERRIDES = dict(
     exist_ok=True,
     verbose=False,
 )
-
-_CACHE: dict[str, object] = {}
-
 
 @dataclass
 class TrainedRun:
@@ -134,15 +129,11 @@ def train_short_run(data_yaml: Path, project: Path, name: str = "run", epochs: i
 @pytest.fixture(scope="session")
 def ssdd_subset(tmp_path_factory: pytest.TempPathFactory, ssdd_root: Path) -> Path:
     """data.yaml of a 32-train / 16-val real SSDD subset in a session temp folder."""
-    if "subset" not in _CACHE:
-        _CACHE["subset"] = make_ssdd_subset(ssdd_root, tmp_path_factory.mktemp("ssdd_subset"))
-    return _CACHE["subset"]  # type: ignore[return-value]
+    return make_ssdd_subset(ssdd_root, tmp_path_factory.mktemp("ssdd_subset"))
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, ssdd_subset: Path) -> TrainedRun:
     """One short training run on the subset, shared by the train / resume / val / detect tests."""
-    if "run" not in _CACHE:
-        seed = int(os.environ.get("SNNVIT_TEST_SEED", SEED))  # to re-check robustness over seeds by hand
-        _CACHE["run"] = train_short_run(ssdd_subset, tmp_path_factory.mktemp("train"), seed=seed)
-    return _CACHE["run"]  # type: ignore[return-value]
+    seed = int(os.environ.get("SNNVIT_TEST_SEED", SEED))  # to re-check robustness over seeds by hand
+    return train_short_run(ssdd_subset, tmp_path_factory.mktemp("train"), seed=seed)

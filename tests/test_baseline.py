@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from _ssdd_subset import read_results_csv, ssdd_subset  # noqa: F401  (session fixture used by name)
+from _ssdd_subset import read_results_csv
 
 pytestmark = pytest.mark.slow
 

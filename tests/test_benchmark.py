@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from detector.analysis.benchmark import bench_model, markdown
@@ -29,6 +30,7 @@ def test_peak_memory_scales_with_batch_and_ignores_earlier_runs():
     assert abs(big.ms_per_image * 4 - big.ms_per_batch) < 1e-6
 
 
+@pytest.mark.slow
 def test_tool_writes_json_and_table(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, str(ROOT / "tools/benchmark.py"), "--variants", "n", "--sizes", "64",
@@ -43,11 +45,12 @@ def test_tool_writes_json_and_table(tmp_path):
     assert markdown(rep).count("\n| ") == 3  # header + two rows
 
 
+@pytest.mark.slow
 def test_deployment_report_rows_ratios_and_targets():
     """The deployment mode's bookkeeping (tiny sizes; the numbers themselves are the README's, measured)."""
     from detector.analysis.deploy_bench import TARGETS, deployment_markdown, deployment_report
 
-    rep = deployment_report(imgsz=64, batch=1, train_batch=2, compile=False, onnx=True, warmup=0, repeats=1,
+    rep = deployment_report(imgsz=64, batch=1, train_batch=2, runtimes=("onnx", "int8"), warmup=0, repeats=1,
                             log=lambda s: None)
     assert [(r["model"], r["runtime"]) for r in rep["rows"]] == [
         ("snnvit-yolo", "pytorch"), ("snnvit-yolo", "pytorch (BN not folded)"), ("yolov8n", "pytorch"),

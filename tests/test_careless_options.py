@@ -146,7 +146,7 @@ def test_a_pickle_is_refused_without_torchs_warning(tmp_path, capfd):
 
 def test_ctrl_c_is_one_line_saying_what_was_kept(tmp_path, monkeypatch, capsys):
     """Ctrl-C on the second image: the first image's outputs are whole, and the line says so."""
-    from test_io import FixedBox
+    from _boxes import FixedBox
 
     src = tmp_path / "src"
     src.mkdir()

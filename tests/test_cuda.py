@@ -23,7 +23,6 @@ import pytest
 import torch
 
 import detector  # noqa: F401
-from _ssdd_subset import ssdd_subset  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA GPU on this machine: the CUDA checks run where one is present")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
 
 from detector.data import NWPU_CLASSES, convert_coco, convert_nwpu, convert_ssdd
 from detector.io.images import IMAGE_SUFFIXES
+from _tools import tiny_coco, tiny_nwpu, tiny_voc
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,40 +25,6 @@ def _load_tool():
     return module
 
 
-def _tiny_nwpu(root: Path) -> Path:
-    (root / "ground truth").mkdir(parents=True)
-    (root / "positive image set").mkdir()
-    for k in range(1, 11):  # one box of class k on image k
-        Image.new("L", (120, 100)).save(root / "positive image set" / f"{k:03d}.jpg")
-        (root / "ground truth" / f"{k:03d}.txt").write_text(f"({k},{k}),({k + 50},{k + 40}),{k}\n")
-    (root / "negative image set").mkdir()
-    Image.new("L", (120, 100)).save(root / "negative image set" / "001.jpg")
-    return root
-
-
-def _tiny_voc(root: Path) -> Path:
-    for k in range(1, 11):
-        (root / "Annotations").mkdir(parents=True, exist_ok=True)
-        (root / "JPEGImages").mkdir(exist_ok=True)
-        Image.new("L", (64, 48)).save(root / "JPEGImages" / f"{k:06d}.jpg")
-        (root / "Annotations" / f"{k:06d}.xml").write_text(
-            "<annotation><size><width>64</width><height>48</height></size><object><name>ship</name>"
-            "<bndbox><xmin>4</xmin><ymin>4</ymin><xmax>20</xmax><ymax>30</ymax></bndbox></object></annotation>")
-    return root
-
-
-def _tiny_coco(root: Path) -> Path:
-    for split, name in (("train", "train"), ("val", "valid")):
-        (root / f"{split}2017").mkdir(parents=True)
-        Image.new("RGB", (64, 64)).save(root / f"{split}2017" / f"{split}.jpg")
-        (root / "annotations").mkdir(exist_ok=True)
-        (root / "annotations" / f"{name}.json").write_text(json.dumps({
-            "images": [{"id": 0, "file_name": f"{split}.jpg", "width": 64, "height": 64}],
-            "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "bbox": [1, 2, 10, 12], "iscrowd": 0}],
-            "categories": [{"id": 0, "name": "oil-well", "supercategory": "none"}]}))
-    return root
-
-
 def _without_path(path: Path) -> dict:
     data = yaml.safe_load(path.read_text())
     data.pop("path")
@@ -67,9 +33,9 @@ def _without_path(path: Path) -> dict:
 
 def test_dataset_yamls_match_converter_output(tmp_path: Path) -> None:
     with pytest.warns(UserWarning):  # the tiny COCO set has category id 0
-        convert_coco(_tiny_coco(tmp_path / "coco"), tmp_path / "o_coco")
-    convert_nwpu(_tiny_nwpu(tmp_path / "nwpu"), tmp_path / "o_nwpu")
-    convert_ssdd(_tiny_voc(tmp_path / "ssdd"), tmp_path / "o_ssdd")
+        convert_coco(tiny_coco(tmp_path / "coco"), tmp_path / "o_coco")
+    convert_nwpu(tiny_nwpu(tmp_path / "nwpu"), tmp_path / "o_nwpu")
+    convert_ssdd(tiny_voc(tmp_path / "ssdd"), tmp_path / "o_ssdd")
     for shipped, out in (("nwpu-vhr10.yaml", "o_nwpu"), ("ssdd.yaml", "o_ssdd"), ("coco-template.yaml", "o_coco")):
         assert _without_path(REPO / "datasets" / shipped) == _without_path(tmp_path / out / "data.yaml"), shipped
         assert yaml.safe_load((REPO / "datasets" / shipped).read_text())["path"].startswith("/")
@@ -93,7 +59,7 @@ def test_image_suffixes_match_ultralytics() -> None:
 
 def test_cli_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tool = _load_tool()
-    root = _tiny_nwpu(tmp_path / "nwpu")
+    root = tiny_nwpu(tmp_path / "nwpu")
     assert tool.main(["nwpu", "--root", str(root), "--out", str(tmp_path / "o"), "--negatives",
                       "--split-seed", "5", "--ratios", "0.8", "0.1", "0.1"]) == 0
     printed = capsys.readouterr().out
@@ -105,12 +71,12 @@ def test_cli_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert tool.main(["nwpu", "--root", str(root), "--out", str(tmp_path / "o")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     # voc with the ssdd rule and a val fraction; coco with explicit split files.
-    voc = _tiny_voc(tmp_path / "voc")
+    voc = tiny_voc(tmp_path / "voc")
     assert tool.main(["voc", "--root", str(voc), "--out", str(tmp_path / "v"), "--split", "ssdd",
                       "--val-fraction", "0.25"]) == 0
     rep = json.loads((tmp_path / "v" / "report.json").read_text())
     assert {s: v["images"] for s, v in rep["splits"].items()} == {"train": 6, "val": 2, "test": 2}
-    coco = _tiny_coco(tmp_path / "c")
+    coco = tiny_coco(tmp_path / "c")
     with pytest.warns(UserWarning):
         assert tool.main(["coco", "--root", str(coco), "--out", str(tmp_path / "co"),
                           "--ann", "train=annotations/valid.json", "--images", "train=val2017"]) == 0
@@ -119,7 +85,7 @@ def test_cli_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_cli_subprocess(tmp_path: Path) -> None:
-    root = _tiny_voc(tmp_path / "ssdd")
+    root = tiny_voc(tmp_path / "ssdd")
     run = subprocess.run([sys.executable, str(REPO / "tools" / "convert.py"), "ssdd", "--root", str(root),
                           "--out", str(tmp_path / "out"), "--link", "hardlink"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -443,17 +442,9 @@ def test_in_process_settings():
     assert offline.local_check_amp(tiny()) is False  # CPU: no AMP, and no reference-model download
 
 
-def test_detect_works_with_network_blocked(tmp_path, monkeypatch, saved):
+def test_detect_works_with_network_blocked(tmp_path, saved, no_network):
     _, weights = saved
-    attempts: list[str] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(repr(args[:2]))
-        raise OSError("network blocked by test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", lambda self, *a, **k: refuse(*a))
+    attempts = no_network
     src = tmp_path / "in"
     src.mkdir()
     for i in range(2):

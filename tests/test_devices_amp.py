@@ -67,9 +67,10 @@ def test_absent_gpu_is_one_line(monkeypatch):
 @pytest.mark.parametrize("tool, args", [("val.py", ["--data", "x.yaml", "--device", "0"]),
                                         ("detect.py", ["--source", "images", "--device", "cuda:0"]),
                                         ("train.py", ["--data", "x.yaml", "--device", "0,1"])])
+@pytest.mark.slow
 def test_tools_refuse_absent_device(tmp_path, tool, args):
     """An absent GPU is one line naming the device, before any work (it was a ``.to('0')`` traceback)."""
-    from test_safety import TOOLS, one_line_error, run_tool
+    from _tools import TOOLS, one_line_error, run_tool
 
     line = one_line_error(run_tool(TOOLS / tool, *args, "--out" if tool == "detect.py" else "--project", tmp_path / "o"))
     assert "not there" in line and "no CUDA GPU" in line

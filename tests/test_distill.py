@@ -16,7 +16,7 @@ import torch
 import detector  # noqa: F401
 from detector.engine.distill import Distiller, distill_losses, feature_loss, head_outputs, load_teacher, make_adapters
 from detector.weights import UnsafeCheckpointError, save_ann_checkpoint
-from _ssdd_subset import read_results_csv, ssdd_subset, train_short_run  # noqa: F401
+from _ssdd_subset import read_results_csv
 
 
 def yolov8n(nc: int = 1, seed: int = 0):

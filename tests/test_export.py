@@ -103,6 +103,7 @@ def test_foreign_onnx_file_is_refused(tmp_path):
     assert default_weights().is_file()
 
 
+@pytest.mark.slow
 def test_graph_that_disagrees_with_its_metadata_is_refused(tmp_path):
     """Issue 24 item 7: more classes in the graph than in its names, or a metadata input size that is not
     the graph's: one line naming the file, on load (not a KeyError or an ONNX Runtime traceback later)."""

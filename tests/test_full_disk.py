@@ -9,94 +9,26 @@ disk does). Tools run as commands get the same wrapper installed before they sta
 
 from __future__ import annotations
 
-import builtins
-import errno
-import io
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 import detector  # noqa: F401
 from detector import weights as W
 from detector.infer import detect
-from test_safety import (IMGSZ, REPO, TOOLS, images_folder, make_dataset, one_line_error, run_tool, tiny_weights,  # noqa: F401
-                         training_checkpoint)
-
-
-class _Full:
-    """A writable file whose writes fail with ENOSPC past the shared room."""
-
-    def __init__(self, f, disk: "FullDisk"):
-        self._f, self._disk = f, disk
-
-    def write(self, data):
-        n = len(data)
-        left = self._disk.room - self._disk.used
-        if n > left:
-            if left > 0:
-                self._f.write(data[:left])
-                self._f.flush()
-            self._disk.used = self._disk.room
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._disk.used += n
-        return self._f.write(data)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-    def __iter__(self):
-        return iter(self._f)
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-
-class FullDisk:
-    """``builtins.open`` / ``io.open`` (and so ``os.fdopen``, ``Path.write_text``) wrapped: files opened for
-    writing under ``folder`` (and matching ``only``) share ``room`` bytes, then writes fail with ENOSPC."""
-
-    def __init__(self, folder: Path, room: int = 0, only: Callable[[Path], bool] = lambda p: True):
-        self.folder, self.room, self.used, self.only = Path(folder).resolve(), room, 0, only
-        self._open = builtins.open
-
-    def _path(self, file) -> Path | None:
-        if isinstance(file, int):
-            try:
-                return Path(os.readlink(f"/proc/self/fd/{file}"))
-            except OSError:
-                return None
-        return Path(os.path.abspath(os.fsdecode(file)))
-
-    def open(self, file, mode="r", *args, **kwargs):
-        f = self._open(file, mode, *args, **kwargs)
-        p = self._path(file)
-        if any(c in mode for c in "wax+") and p is not None and self.folder in p.parents and self.only(p):
-            return _Full(f, self)
-        return f
-
-    def install(self, monkeypatch=None):
-        for mod in (builtins, io):
-            if monkeypatch is not None:
-                monkeypatch.setattr(mod, "open", self.open)
-            else:
-                mod.open = self.open
-        return self
+from _full_disk import FullDisk
+from _tools import IMGSZ, REPO, TOOLS, images_folder, make_dataset, one_line_error, run_tool
 
 
 def run_full(folder: Path, room: int, tool: Path, *args, only: str = "", timeout: float = 300):
     """Run ``tool`` with the disk under ``folder`` full after ``room`` bytes (files whose name contains
     ``only``)."""
     code = (f"import runpy, sys; sys.path[:0] = [{str(REPO / 'tests')!r}, {str(tool.parent)!r}]\n"
-            "from test_full_disk import FullDisk\n"
+            "from _full_disk import FullDisk\n"
             f"FullDisk({str(folder)!r}, {room}, lambda p: {only!r} in p.name).install()\n"
             f"sys.argv = [{str(tool)!r}, *sys.argv[1:]]\n"
             f"runpy.run_path({str(tool)!r}, run_name='__main__')\n")
@@ -180,6 +112,7 @@ def test_outputs_agree_after_ctrl_c(tmp_path, tiny_weights, monkeypatch):
     assert in_json == in_geojson == rendered == labels == {"a.png", "b.png"}
 
 
+@pytest.mark.slow
 def test_a_rerun_keeps_the_predictions_of_a_killed_run(tmp_path, tiny_weights):
     src = images_folder(tmp_path / "src", ["a.png", "b.png", "c.png"])
     out = tmp_path / "out"
@@ -214,9 +147,9 @@ def test_a_rerun_keeps_the_predictions_of_a_killed_run(tmp_path, tiny_weights):
 def test_convert_on_a_full_disk(tmp_path):
     from detector.data import convert_voc
     from detector.files import DiskFullError
-    from test_data_tools import _tiny_voc
+    from _tools import tiny_voc
 
-    root = _tiny_voc(tmp_path / "voc")
+    root = tiny_voc(tmp_path / "voc")
     out = tmp_path / "out"
     disk = FullDisk(out, 300)
     with pytest.MonkeyPatch.context() as mp:

@@ -38,7 +38,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.warp import transform as reproject
-from test_io import FixedBox
+from _boxes import FixedBox
 
 BOX = (100.0, 50.0, 200.0, 150.0)  # x1, y1, x2, y2 in pixels (FixedBox on 320 x 320 images)
 CUSTOM = CRS.from_proj4("+proj=laea +lat_0=47.3 +lon_0=8.1 +x_0=100000 +y_0=200000 +ellps=GRS80 +units=m +no_defs")
@@ -315,7 +315,7 @@ def test_detect_tool_passes_geojson_crs(tmp_path, monkeypatch):
     spec.loader.exec_module(tool)
     seen = []
     monkeypatch.setattr(tool, "detect",
-                        lambda *a, **k: seen.append(k["geojson_crs"]) or SimpleNamespace(images=1, frames=0))
+                        lambda *a, **k: seen.append(k["options"].geojson_crs) or SimpleNamespace(images=1, frames=0))
     for extra, want in (([], "wgs84"), (["--geojson-crs", "native"], "native")):
         assert tool.main(["--source", str(tmp_path), "--save-geojson", *extra]) == 0 and seen[-1] == want
     with pytest.raises(SystemExit):

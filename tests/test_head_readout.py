@@ -16,7 +16,7 @@ from detector.models import SNNViTYOLO, load_config
 from detector.nn import SynapticConv2d, spike_driven
 from detector.nn.head import CurrentReadout, TemporalMeanConv
 from _tiny import TINY
-from test_integer_spikes import ConvInputs, image, live
+from _spikes import ConvInputs, image, live
 
 
 def model_with(readout: str, T: int = 1, D: int = 4, seed: int = 0) -> SNNViTYOLO:

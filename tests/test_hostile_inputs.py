@@ -21,9 +21,8 @@ import torch
 
 import detector  # noqa: F401
 from detector.infer import detect
-from test_data_tools import _tiny_coco, _tiny_nwpu, _tiny_voc
-from test_safety import (IMGSZ, REPO, TOOLS, images_folder, make_dataset, one_line_error, run_tool, tiny_weights,  # noqa: F401
-                         training_checkpoint)
+from _tools import (IMGSZ, TOOLS, images_folder, make_dataset, one_line_error, run_tool, tiny_coco, tiny_nwpu, tiny_voc,
+                    training_checkpoint)
 
 # ------------------------------------------------------------------------------------------------
 # 1. SAR strips longer than JPEG's 65,500 px
@@ -103,7 +102,7 @@ def copied_or_linked(out: Path, secret: Path) -> list[Path]:
 def test_voc_filename_cannot_reach_outside_the_root(tmp_path, link, how):
     from detector.data import convert_voc
 
-    root = _tiny_voc(tmp_path / "voc")
+    root = tiny_voc(tmp_path / "voc")
     secret = outside_image(tmp_path)
     name = "../../outside/secret.jpg" if how == "relative" else str(secret)
     (root / "JPEGImages" / "000001.jpg").unlink()  # the annotation's own image is missing: <filename> is used
@@ -121,7 +120,7 @@ def test_voc_filename_cannot_reach_outside_the_root(tmp_path, link, how):
 def test_coco_file_name_cannot_reach_outside_the_root(tmp_path, link, how):
     from detector.data import convert_coco
 
-    root = _tiny_coco(tmp_path / "coco")
+    root = tiny_coco(tmp_path / "coco")
     secret = outside_image(tmp_path)
     ann = root / "annotations" / "train.json"
     data = json.loads(ann.read_text())
@@ -140,7 +139,7 @@ def test_a_link_inside_the_image_folder_cannot_reach_outside(tmp_path):
     """NWPU names no paths, but an image file may be a link: images resolve inside the source folders."""
     from detector.data import convert_nwpu
 
-    root = _tiny_nwpu(tmp_path / "nwpu")
+    root = tiny_nwpu(tmp_path / "nwpu")
     secret = outside_image(tmp_path)
     (root / "positive image set" / "001.jpg").unlink()
     (root / "positive image set" / "001.jpg").symlink_to(secret)
@@ -153,7 +152,7 @@ def test_an_image_folder_given_explicitly_may_lie_elsewhere(tmp_path):
     """An image folder the user names (COCO --images) is a source folder of its own, wherever it is."""
     from detector.data import convert_coco
 
-    root = _tiny_coco(tmp_path / "coco")
+    root = tiny_coco(tmp_path / "coco")
     elsewhere = tmp_path / "elsewhere"
     (root / "train2017").rename(elsewhere)
     rep = convert_coco(root, tmp_path / "out", splits={"train": ("annotations/train.json", str(elsewhere)),
@@ -175,7 +174,7 @@ def fifo(path: Path) -> Path:
 
 @pytest.mark.parametrize("fmt", ["nwpu", "voc", "coco"])
 def test_a_fifo_annotation_never_hangs_convert(tmp_path, fmt):
-    build = {"nwpu": _tiny_nwpu, "voc": _tiny_voc, "coco": _tiny_coco}[fmt]
+    build = {"nwpu": tiny_nwpu, "voc": tiny_voc, "coco": tiny_coco}[fmt]
     root = build(tmp_path / fmt)
     pipe = fifo({"nwpu": root / "ground truth" / "002.txt", "voc": root / "Annotations" / "000002.xml",
                  "coco": root / "annotations" / "valid.json"}[fmt])
@@ -202,6 +201,7 @@ def test_detect_lists_special_files_as_skipped(tmp_path, tiny_weights):
 
 
 @pytest.mark.parametrize("where", ["images", "labels"])
+@pytest.mark.slow
 def test_a_fifo_in_a_dataset_never_hangs_val_or_energy(tmp_path, tiny_weights, where):
     """Ultralytics opens every file of a split folder: a FIFO there is refused before it is read."""
     ds = make_dataset(tmp_path / "ds")
@@ -217,6 +217,7 @@ def test_a_fifo_in_a_dataset_never_hangs_val_or_energy(tmp_path, tiny_weights, w
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_checks_what_the_run_would_allocate(tmp_path):
     ds = make_dataset(tmp_path / "ds")
     last = training_checkpoint(tmp_path, ds, imgsz=8192, batch=4096)
@@ -231,10 +232,9 @@ def test_resume_checks_what_the_run_would_allocate(tmp_path):
 
 def test_resume_with_smaller_overrides_passes_the_memory_check(tmp_path):
     from detector.engine.resume import check_resume_memory
-    from detector.models import SNNViTYOLO, load_config
-    from _tiny import TINY
+    from _tiny import tiny_ship_model
 
-    model = SNNViTYOLO(load_config(TINY, nc=1, names={0: "ship"}), verbose=False)
+    model = tiny_ship_model()
     need = check_resume_memory(model, batch=2, imgsz=IMGSZ, device="cpu", source="last.pt")
     assert 0 < need < 2**30
     with pytest.raises(ValueError, match="--batch"):

@@ -39,7 +39,7 @@ from detector.io.tiles import tile_count
 
 rasterio = pytest.importorskip("rasterio")
 
-from test_io import FixedBox  # noqa: E402
+from _boxes import FixedBox  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------

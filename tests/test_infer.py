@@ -26,7 +26,6 @@ from detector.models.calibration import recalibrate_bn
 from detector.models.settings import ModelSettings, settings_of
 from detector.nn.fold import fold_batchnorm, unfolded_batchnorms
 from detector.nn.neurons import SaccadicNeuron, SpikingNeuron
-from _ssdd_subset import ssdd_subset  # noqa: F401  (fixture)
 from _tiny import TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,6 +167,7 @@ def test_settings_record_checks_a_fixed_input_size():
     assert ModelSettings(train_imgsz=512).imgsz() == 512 and ModelSettings().imgsz(640) == 640
 
 
+@pytest.mark.slow
 def test_compiled_runtime_matches_eager_on_a_tiny_model(tmp_path, monkeypatch):
     """``--runtime compiled`` (torch.compile, neurons on their PyTorch path) against eager on a tiny
     model: the same output up to float32 rounding (the compiler reorders element-wise arithmetic;
@@ -186,6 +186,7 @@ def test_compiled_runtime_matches_eager_on_a_tiny_model(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------- by name
 
 
+@pytest.mark.slow
 def test_weights_by_name_and_list():
     assert W.resolve_weights("ssdd") == W.resolve_weights(None) == W.default_weights()
     default, models = W.shipped_models()
@@ -235,6 +236,7 @@ def test_install_carries_the_shipped_weights():
     assert all((REPO / "weights" / m["file"]).is_file() for m in models.values())
 
 
+@pytest.mark.slow
 def test_val_through_a_runtime_module_equals_val_of_the_weights(ssdd_subset, tmp_path):  # noqa: F811
     """The interface non-eager runtimes give Ultralytics' validator (``Runtime.as_module``), here around
     the eager runtime: the same metrics as validating the weights directly."""

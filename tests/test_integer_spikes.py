@@ -13,14 +13,13 @@ import copy
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import detector  # noqa: F401
 from detector.models import SNNViTYOLO, load_config
-from detector.models.calibration import recalibrate_bn
 from detector.nn import SaccadicNeuron, SpikingNeuron, SynapticConv2d, salience_v1, salience_v2, spike_driven, stream
 from detector.nn.synapse import counts_to_binary, model_levels
 from _tiny import TINY
+from _spikes import ConvInputs, image, live
 
 
 def ilif_model(T: int = 2, D: int = 2, seed: int = 0, attn: str = "sssa_v2", readout: str = "spikes") -> SNNViTYOLO:
@@ -28,28 +27,6 @@ def ilif_model(T: int = 2, D: int = 2, seed: int = 0, attn: str = "sssa_v2", rea
     cfg["backbone"] = {**cfg["backbone"], "attn": attn}
     torch.manual_seed(seed)
     return SNNViTYOLO(cfg, verbose=False)
-
-
-def image(B: int = 2, H: int = 64, W: int = 96, seed: int = 1) -> torch.Tensor:
-    return torch.rand(B, 3, H, W, generator=torch.Generator().manual_seed(seed))
-
-
-def live(model: SNNViTYOLO, x: torch.Tensor) -> SNNViTYOLO:
-    recalibrate_bn(model, [x])  # fresh BN statistics leave an untrained network silent in eval mode
-    return model.eval()
-
-
-class ConvInputs(TorchDispatchMode):
-    """Every convolution PyTorch executes, with its input (the aten op, below any module hook)."""
-
-    def __init__(self):
-        super().__init__()
-        self.inputs: list[torch.Tensor] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten.convolution.default:
-            self.inputs.append(args[0].detach().clone())
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("T,D", [(1, 4), (2, 2), (4, 1)])
@@ -165,6 +142,7 @@ def test_saccadic_neuron_still_mixes_over_timesteps():
     assert out[0].sum() == 0 and out[1].all()  # 0.1 < 0.15 at t=0; 0.1 + 0.1 > 0.15 at t=1
 
 
+@pytest.mark.slow
 def test_heatmaps_work_with_integer_spikes(tmp_path):
     import numpy as np
 

@@ -17,30 +17,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import detector  # noqa: F401
 from detector.infer import detect, predict_image, predict_tiled
 from detector.io.letterbox import Letterbox
 from detector.io.tiles import tile_grid, tile_starts
 from detector.io.writers import WRITERS, make_writers
+from _boxes import FixedBox, iou
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class FixedBox(nn.Module):
-    """A stand-in detector that always predicts one box (x1, y1, x2, y2 on the model input), score 0.9."""
-
-    def __init__(self, box):
-        super().__init__()
-        self.box = box
-        self.p = nn.Parameter(torch.zeros(1))  # for the device lookup
-        self.names = {0: "ship"}
-
-    def forward(self, x, **_):
-        x1, y1, x2, y2 = self.box
-        row = torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.9]).view(1, 5, 1)
-        return row.repeat(x.shape[0], 1, 1)
 
 
 def test_writer_registry():
@@ -84,12 +69,6 @@ def test_tile_grid_covers_with_overlap(length, tile, overlap):
 PLACES = [(300, 200), (2100, 1400), (3400, 2500)]  # top-left corners of the pasted copies (x, y)
 
 
-def iou(a, b) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 @pytest.fixture(scope="module")
 def canvas_case(ssdd_root):
     """(shipped model, the SSDD image, its detections alone, a 4000 x 3000 canvas with three copies)."""
@@ -115,6 +94,7 @@ def found_on(det: np.ndarray, alone: np.ndarray) -> int:
     return sum(any(iou([b[0] + x, b[1] + y, b[2] + x, b[3] + y], c) >= 0.5 for c in det) for x, y in PLACES for b in alone)
 
 
+@pytest.mark.slow
 def test_tiles_find_on_the_canvas_what_the_crop_shows(canvas_case):
     model, img, alone, canvas = canvas_case
     assert len(alone) >= 3, "the shipped weights should find the ships of this scene; the check would be vacuous"
@@ -129,6 +109,7 @@ def test_tiles_find_on_the_canvas_what_the_crop_shows(canvas_case):
     assert found_on(whole, alone) <= len(alone) // 2  # shrunk whole, the ships vanish
 
 
+@pytest.mark.slow
 def test_detect_tile_auto_on_a_large_scene(canvas_case, tmp_path):
     model, img, alone, canvas = canvas_case
     cv2.imwrite(str(tmp_path / "scene.png"), canvas)
@@ -150,6 +131,7 @@ def test_detect_tile_auto_on_a_large_scene(canvas_case, tmp_path):
     assert resolve_tile("auto", settings, 320, (600, 800)) is None  # not much larger than the training images
 
 
+@pytest.mark.slow
 def test_heatmaps_and_energy_on_tiles(canvas_case, tmp_path):
     from detector.analysis.energy import measure_energy
     from detector.analysis.heatmap import heatmaps

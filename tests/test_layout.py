@@ -78,3 +78,70 @@ def test_library_never_sees_argparse():
 def test_every_layer_is_known():
     units = {unit(".".join(p.relative_to(PKG.parent).with_suffix("").parts)) for p in PKG.rglob("*.py")}
     assert units <= set(LAYERS), units - set(LAYERS)
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in conftest.py (fixtures) and helper modules (``tests/_*.py``); a test
+    module imported by another would run its tests' module-level setup twice and tie the two together."""
+    tests = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert found == []
+
+
+
+def test_runtime_and_export_modules_never_see_their_tables():
+    """The tables import their rows' modules (when a row is chosen); a row's module never imports its
+    table back (Ultralytics' backend map: the map knows the classes, the classes do not know the map)."""
+    from detector.export import EXPORTS
+    from detector.infer.runtime import RUNTIMES
+
+    back = []
+    for table, rows in (("detector.infer.runtime", RUNTIMES.values()), ("detector.export", EXPORTS.values())):
+        package = table if table == "detector.export" else table.rsplit(".", 1)[0]
+        for row in rows:
+            path = PKG.parent / (package.replace(".", "/") + "/" + row.impl.split(":")[0] + ".py")
+            back += [f"{path.name}:{line} imports {t}" for t, line in imports(path)
+                     if t == table or (table == "detector.export" and t == "detector.export.__init__")]
+    assert back == []
+
+
+MAX_PARAMS = 10
+
+
+def test_no_function_takes_more_than_ten_parameters():
+    """Long signatures become an options record (detector/infer/options.py and its kin): every function
+    and method of the package takes at most ``MAX_PARAMS`` parameters (``self`` / ``cls`` not counted;
+    ``*args`` and ``**kwargs`` count one each)."""
+    long = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [x.arg for x in a.posonlyargs + a.args]
+                n = len(names) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
+                n -= bool(names) and names[0] in ("self", "cls")
+                if n > MAX_PARAMS:
+                    long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name}() takes {n}")
+    assert long == []
+
+
+SHARED_FLAGS = ("--weights", "--imgsz", "--device", "--runtime", "--conf", "--iou", "--tile", "--overlap", "--batch",
+                "--epochs", "--max-det")
+
+
+def test_tools_take_shared_flags_from_the_options_records():
+    """The flags several tools share are generated from the options records' fields
+    (``tools/_bootstrap.add_options``), never declared by hand in a tool: one help text, one default."""
+    tools = PKG.parent / "tools"
+    by_hand = []
+    for path in sorted(tools.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+                    and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value in SHARED_FLAGS):
+                by_hand.append(f"{path.name}:{node.lineno} {node.args[0].value}")
+    assert by_hand == []

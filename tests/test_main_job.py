@@ -20,30 +20,12 @@ import pytest
 
 from detector.demo import make_sar_scene, write_demo_images
 from detector.weights import default_weights
+from _boxes import match
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = sorted((ROOT / "images").glob("sar_scene_*.png"))
 SEED, SIZE = 2025, (512, 512)  # how images/ was made: python tools/make_demo_images.py
 MIN_RECALL, MIN_PRECISION = 0.88, 0.85  # measured with the shipped weights: 24/25 = 0.96, 24/24 = 1.00
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def match(pred: list[tuple[list[float], float]], gt: np.ndarray, thr: float = 0.5) -> int:
-    """Greedy matching, highest score first; returns true positives."""
-    used: set[int] = set()
-    tp = 0
-    for box, _ in sorted(pred, key=lambda p: -p[1]):
-        cands = [(iou(box, g), j) for j, g in enumerate(gt) if j not in used]
-        if cands and max(cands)[0] >= thr:
-            used.add(max(cands)[1])
-            tp += 1
-    return tp
 
 
 def test_demo_images_are_generated_by_the_project(tmp_path):
@@ -72,6 +54,7 @@ def test_shipped_weights_find_the_ships_in_the_demo_images(tmp_path):
     assert recall >= MIN_RECALL and precision >= MIN_PRECISION, (tp, n_pred, n_gt)
 
 
+@pytest.mark.slow
 def test_exact_main_command():
     start = time.time()
     r = subprocess.run([sys.executable, "tools/detect.py", "--source", "images/"], cwd=ROOT, capture_output=True,

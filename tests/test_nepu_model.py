@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from test_main_job import match
+from _boxes import match
 
 N_IMAGES = 8
 MIN_RECALL, MIN_PRECISION = 0.8, 0.8  # measured: see weights/README.md (NEPU card, "tests")
@@ -70,6 +70,7 @@ def test_nepu_weights_find_most_wells(nepu_runtime, valid_images):
     assert recall >= MIN_RECALL and precision >= MIN_PRECISION, (tp, n_pred, n_gt)
 
 
+@pytest.mark.slow
 def test_heatmaps_and_energy_run_on_the_nepu_model(nepu_runtime, valid_images, tmp_path):
     from detector.analysis.energy import measure_energy
     from detector.analysis.heatmap import heatmap_image, render_panel
@@ -85,6 +86,7 @@ def test_heatmaps_and_energy_run_on_the_nepu_model(nepu_runtime, valid_images, t
     assert rep.images == 1 and 0 < rep.energy_mj < rep.ann_energy_mj
 
 
+@pytest.mark.slow
 def test_nepu_model_on_a_georeferenced_scene_with_tile_auto(nepu_runtime, valid_split, tmp_path):
     """What an optical user runs: a 1920 x 1280 RGB GeoTIFF (the next six ``valid`` images side by side, UTM,
     0.41 m pixels) through ``detect(..., tile="auto")``: tiles of the training images' size (640), the wells

@@ -38,21 +38,11 @@ from detector import weights as W
 from detector.infer import detect
 from detector.io.images import read_image
 from detector.models import SNNViTYOLO
+from _tiny import TINY_T1
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / "tools"
 
-# A tiny SNN-ViT-YOLO: every key of detector/models/config.py, small widths, T=1 (~0.26M params).
-TINY_CFG = {
-    "nc": 1,
-    "timesteps": 1,
-    "reg_max": 16,
-    "backbone": {"widths": [8, 8, 16, 16, 32], "depths": [1, 1, 1], "heads": [1, 1], "mlp_ratio": 1.0,
-                 "attn": "sssa_v2", "dilations": [1, 2]},
-    "neck": {"widths": [16, 16, 32], "depth": 1},
-    "neuron": {"name": "lif", "tau": 2.0, "v_threshold": 1.0, "surrogate": "atan"},
-    "saccade": {"mw_init": "identity", "vth_init": 0.02, "alpha": 40.0},
-}
 IMGSZ = 64
 # Cheap, quiet training settings for in-process runs. nbs=batch: an optimizer step after every batch
 # (Ultralytics' default nbs=64 would accumulate a tiny run's few batches into one step at warmup lr 0).
@@ -198,16 +188,9 @@ def read_csv_epochs(csv: Path) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def tiny_yaml(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    p.write_text(yaml.safe_dump(TINY_CFG, sort_keys=False))
-    return p
-
-
-@pytest.fixture(scope="module")
 def tiny_model() -> SNNViTYOLO:
     torch.manual_seed(0)
-    m = SNNViTYOLO(dict(TINY_CFG), verbose=False)
+    m = SNNViTYOLO(dict(TINY_T1), verbose=False)
     m.set_names(["box"])
     return m.eval()
 
@@ -272,6 +255,7 @@ def test_read_image_formats(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # our own header check
+@pytest.mark.slow
 def test_detect_skips_bad_files_and_renders_good_ones(tmp_path, tiny_model):
     rng = np.random.default_rng(2)
     src = tmp_path / "in put"
@@ -324,6 +308,7 @@ def test_detect_skips_bad_files_and_renders_good_ones(tmp_path, tiny_model):
     assert not any(name in logs.text for name in ("good.jpg", "gray.png", "huge.png"))
 
 
+@pytest.mark.slow
 def test_detect_cli_reports_skipped(tmp_path, tiny_model):
     """The tool carries on past bad files, exits 0 and lists what it skipped."""
     weights = W.save_checkpoint(tmp_path / "tiny.pt", tiny_model)
@@ -478,6 +463,7 @@ def test_trainer_refuses_evil_checkpoint(tmp_path, tiny_model, bad_dataset, rest
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_detect_tool_refuses_evil_weights(tmp_path, tiny_model):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil weights ñ.pt"

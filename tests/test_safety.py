@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,62 +23,7 @@ import yaml
 import detector  # noqa: F401
 from detector import weights as W
 from detector.infer import detect
-from detector.models import SNNViTYOLO, load_config
-from _tiny import TINY
-
-REPO = Path(__file__).resolve().parents[1]
-TOOLS = REPO / "tools"
-IMGSZ = 64
-
-
-def run_tool(*args, timeout: float = 300, memory_gb: float | None = None) -> subprocess.CompletedProcess:
-    """Run a tool (or ``-c`` code) with this Python; ``memory_gb`` caps the process's address space, so a
-    regression that tries to allocate an absurd amount fails there instead of exhausting the machine."""
-    env = {**os.environ, "SNNVIT_THREADS": os.environ.get("SNNVIT_THREADS", "2"), "PYTHONIOENCODING": "utf-8"}
-
-    def limit():
-        import resource
-
-        cap = int(memory_gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=REPO, preexec_fn=limit if memory_gb else None)
-
-
-def one_line_error(r: subprocess.CompletedProcess) -> str:
-    """The tool failed with exit code 2 and a single 'error: ...' line, no traceback."""
-    assert r.returncode == 2, (r.returncode, r.stdout[-1500:], r.stderr[-1500:])
-    assert "Traceback" not in r.stderr, r.stderr[-2000:]
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, r.stderr[-2000:]
-    return errors[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = SNNViTYOLO(load_config(TINY, nc=1, names={0: "ship"}), verbose=False)
-    return W.save_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt", model, train_args={"imgsz": IMGSZ})
-
-
-def make_dataset(root: Path, names=("ship",), n: int = 4, labels: bool = True) -> Path:
-    """A tiny YOLO dataset (bright boxes on dark 64 px images) with train = val; returns its YAML."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = rng.integers(0, 30, (IMGSZ, IMGSZ, 3), dtype=np.uint8)
-            img[16:40, 20:44] = 220
-            cv2.imwrite(str(root / "images" / split / f"{i}.png"), img)
-            if labels:
-                (root / "labels" / split / f"{i}.txt").write_text("0 0.5 0.4375 0.375 0.375\n")
-    cfg = root / "data.yaml"
-    cfg.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
-                                   "names": dict(enumerate(names))}))
-    return cfg
-
+from _tools import IMGSZ, REPO, TOOLS, images_folder, make_dataset, one_line_error, run_tool, training_checkpoint
 
 def marker_yaml(tmp_path: Path, marker: Path, images_exist: bool) -> Path:
     """A dataset YAML whose ``download:`` is Python code that would write ``marker``."""
@@ -92,32 +36,9 @@ def marker_yaml(tmp_path: Path, marker: Path, images_exist: bool) -> Path:
     return cfg
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    attempts: list[str] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(repr(args[:2]))
-        raise OSError("network blocked by test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    return attempts
-
-
 # ------------------------------------------------------------------------------------------------
 # 1-3: code execution and network
 # ------------------------------------------------------------------------------------------------
-
-
-def training_checkpoint(tmp_path: Path, ds: Path, **train_args) -> Path:
-    """A plain-data training checkpoint (passes weights_only) whose stored arguments are ``train_args``."""
-    torch.manual_seed(0)
-    model = SNNViTYOLO(load_config(TINY, nc=1, names={0: "ship"}), verbose=False)
-    args = {"data": str(ds), "epochs": 2, "imgsz": IMGSZ, "batch": 2, "workers": 0, "model": "x", **train_args}
-    run = tmp_path / "run" / "weights"
-    return W.save_checkpoint(run / "last.pt", model, optimizer={"state": {}, "param_groups": []}, epoch=0,
-                             train_args=args, ema_state_dict=None)
 
 
 @pytest.mark.parametrize("field,value", [
@@ -161,6 +82,7 @@ def test_resume_refuses_an_inference_export(tmp_path, tiny_weights):
 
 
 @pytest.mark.parametrize("tool", ["val", "train", "energy"])
+@pytest.mark.slow
 def test_dataset_download_key_never_runs(tmp_path, tiny_weights, tool, no_network):
     """Missing images: a one-line error naming the path; images present: the download key is ignored.
     Either way the marker the YAML's code would write never appears."""
@@ -181,12 +103,14 @@ def test_dataset_download_key_never_runs(tmp_path, tiny_weights, tool, no_networ
 
 
 @pytest.mark.parametrize("data", ["https://example.com/data.yaml", "coco8.yaml", "coco8"])
+@pytest.mark.slow
 def test_remote_or_bundled_dataset_is_a_one_line_error(data):
     r = run_tool(TOOLS / "val.py", "--data", data)
     line = one_line_error(r)
     assert data in line and ("URL" in line or "not found" in line)
 
 
+@pytest.mark.slow
 def test_baseline_tool_refuses_pickled_checkpoints(tmp_path):
     marker = tmp_path / "ran.txt"
 
@@ -224,15 +148,7 @@ def test_refusal_message_is_plain(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
-def images_folder(root: Path, names) -> Path:
-    rng = np.random.default_rng(1)
-    for n in names:
-        p = root / n
-        p.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(p), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    return root
-
-
+@pytest.mark.slow
 def test_detect_refuses_to_write_into_the_source(tmp_path, tiny_weights):
     src = images_folder(tmp_path / "src", ["a.jpg", "b.png"])
     before = {p: p.read_bytes() for p in src.rglob("*")}
@@ -485,12 +401,14 @@ def test_checkpoint_missing_keys_is_one_line(tmp_path, tiny_weights):
     (["--tile", "8"], "tile"),
     (["--overlap", "0.95"], "overlap"),
 ])
+@pytest.mark.slow
 def test_detect_options_are_checked_up_front(tmp_path, args, word):
     line = one_line_error(run_tool(TOOLS / "detect.py", "--source", REPO / "images", "--out", tmp_path / "o", *args))
     assert word in line
     assert not (tmp_path / "o").exists()  # nothing written
 
 
+@pytest.mark.slow
 def test_val_output_path_checked_before_evaluating(tmp_path, tiny_weights):
     ds = make_dataset(tmp_path / "ds")
     (tmp_path / "is_a_dir").mkdir()

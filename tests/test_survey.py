@@ -125,6 +125,7 @@ def quiet(lines: list[str]):
     return lines.append
 
 
+@pytest.mark.slow
 def test_geoparquet_resume_added_and_modified_scenes(env, tmp_path):
     weights, client, *_ = env
     src = tmp_path / "archive"

@@ -229,7 +229,7 @@ def test_detect_reads_a_large_raster_window_by_window(tmp_path, monkeypatch):
     real = RasterScene.read
     monkeypatch.setattr(RasterScene, "read", lambda self, *w: reads.append(w) or real(self, *w))
 
-    from test_io import FixedBox
+    from _boxes import FixedBox
 
     box = FixedBox((8.0, 8.0, 40.0, 40.0))
     s = detect(path, out=tmp_path / "o", model=box, imgsz=64, tile=256, overlap=0.2, outputs=("json",),

@@ -30,7 +30,6 @@ import pytest
 import torch
 import yaml
 from _ssdd_subset import BATCH, EPOCHS, IMGSZ, TIMESTEPS, VAL_IMAGES, TrainedRun, read_results_csv
-from _ssdd_subset import ssdd_subset, trained_run  # noqa: F401  (session fixtures used by name)
 
 import detector  # noqa: F401
 from detector.engine.predictor import SNNPredictor
@@ -337,7 +336,9 @@ def test_snn_predictor_agrees_with_predict_image(tmp_path: Path):
     comparable; the square setting lets the test demand the same boxes. (The tiny model of the short
     training run is not used here: at conf 0.01 its boxes are degenerate image-sized ones whose
     duplicates NMS keeps or drops on last-bit differences.)"""
-    from detector.weights import DEFAULT_WEIGHTS, default_imgsz
+    from detector.weights import default_imgsz, default_weights
+
+    DEFAULT_WEIGHTS = default_weights()
 
     folder = Path(__file__).resolve().parents[1] / "images"
     conf, iou = 0.25, 0.45

@@ -8,9 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from detector.infer.options import WEIGHTS_HELP  # noqa: E402  (one help text for every tool's --weights)
 
-WEIGHTS_HELP = ("a shipped model's name (e.g. ssdd; 'list' shows them) or a checkpoint path "
-                "(default: the default shipped model)")
+
 
 
 def list_weights() -> int:
@@ -55,3 +55,36 @@ def cli(main) -> int:
         kept = " ".join(str(e).split())
         print(f"interrupted (Ctrl-C){': ' + kept if kept else ''}", file=sys.stderr)
         return 130
+
+
+def add_options(parser, record: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+                group=None) -> None:
+    """A flag per field of the options record ``record`` (``detector.infer.options``: the field's
+    metadata says how), except ``skip`` and fields marked ``cli=False`` (with ``only``: those fields
+    alone, e.g. into a mutually exclusive ``group``). Flags the user leaves out are
+    left out of the namespace (``argparse.SUPPRESS``), so the record's own defaults apply: written once."""
+    import argparse
+    from dataclasses import MISSING, fields
+
+    for f in fields(record):
+        meta = dict(f.metadata)
+        if f.name in skip or (only is not None and f.name not in only) or not meta.pop("cli", True):
+            continue
+        help_ = meta.pop("help", "")
+        if "action" not in meta and not any(f.default is v for v in (MISSING, None, False)) and f.default != ():
+            shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+            help_ = f"{help_} (default {shown})"
+        flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
+        (group or parser).add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=help_, **meta)
+
+
+def options(record: type, args, **extra):
+    """The options record ``record`` built by keyword from the flags given in ``args`` (an argparse
+    namespace) and ``extra``; it checks its values once, here."""
+    from dataclasses import fields
+
+    given = {f.name: getattr(args, f.name) for f in fields(record) if hasattr(args, f.name)}
+    for k in ("blocks", "timesteps", "sizes", "batches", "variants", "resources"):  # lists: tuples in a record
+        if isinstance(given.get(k), list):
+            given[k] = tuple(given[k])
+    return record(**{**given, **extra})  # what the tool mapped by hand wins over a same-named flag

@@ -28,20 +28,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(str(s) for s in ab.DEFAULT_SIZES),
                     help="comma-separated token grids: S (S x S) or HxW (default: %(default)s)")
-    ap.add_argument("--dim", type=int, default=64, help="channels C")
-    ap.add_argument("--heads", type=int, default=2)
-    ap.add_argument("--timesteps", type=int, default=4, help="T")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5, help="least timed steps per configuration, after one warm-up")
-    ap.add_argument("--min-time", type=float, default=1.0,
-                    help="keep timing a configuration (up to 50 steps) until this many seconds of steps ran")
+    _bootstrap.add_options(ap, ab.BenchConfig)  # --dim, --heads, --timesteps, --batch, --repeats, ... (its defaults)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--attn", default=",".join(ab.ATTENTIONS), help="comma-separated subset of %(default)s")
-    ap.add_argument("--max-mem-gb", type=float, default=4.0, help="skip configurations estimated to need more")
-    ap.add_argument("--max-seconds", type=float, default=120.0,
-                    help="skip configurations predicted (from smaller sizes) to take longer")
-    ap.add_argument("--fit-min-tokens", type=int, default=1024, help="lower end of the upper-range exponent fit")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the full result as JSON")
     args = ap.parse_args(argv)
     from detector import checks
@@ -51,11 +40,9 @@ def main(argv=None) -> int:
     try:
         sizes = [ab.parse_grid(s) for s in args.sizes.split(",") if s.strip()]
         result = ab.run_benchmark(
-            sizes, dim=args.dim, heads=args.heads, timesteps=args.timesteps, batch=args.batch, repeats=args.repeats,
-            min_time=args.min_time, threads=args.threads,
-            max_mem_gb=args.max_mem_gb, max_seconds=args.max_seconds,
-            attentions=[a.strip() for a in args.attn.split(",") if a.strip()], fit_min_tokens=args.fit_min_tokens,
-            seed=args.seed, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+            sizes, _bootstrap.options(ab.BenchConfig, args), threads=args.threads,
+            attentions=[a.strip() for a in args.attn.split(",") if a.strip()],
+            log=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
     except ValueError as e:
         ap.error(str(e))

@@ -6,7 +6,8 @@
     python tools/convert.py coco --root COCOROOT --out data/coco [--ann train=annotations/train.json --images train=train2017]
                                  [--val-fraction 0.15]  # a val split carved from train, when the files give none
 
-A thin shell over :mod:`detector.data`; every option maps to a reader argument of the same name.
+A thin shell over :mod:`detector.data`: one subcommand per row of its reader table (``READERS``), each
+option a keyword of the reader's read function, its default the function's.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-try:
-    import detector.data as dd
-except ImportError:  # run from a checkout without `pip install -e .`
+# this checkout's package first, as tools/_bootstrap.py does (this tool is also loaded by file path, where
+# tools/ is not importable)
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import detector.data as dd
+
+import detector.data as dd  # noqa: E402
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -34,6 +36,20 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
+def _add_option(parser: argparse.ArgumentParser, reader: dd.Reader, o: dd.Option) -> None:
+    """``o`` as a flag of ``reader``'s subcommand; its default is the read function's."""
+    default = reader.default(o.name)
+    shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    help = o.help if o.kind == "flag" or default is None else f"{o.help} (default {shown})"
+    if o.kind == "flag":
+        parser.add_argument(o.flag, dest=o.name, action="store_true", help=help)
+        return
+    nargs = {"value": None, "list": o.nargs, "pairs": "+"}[o.kind]
+    parser.add_argument(o.flag, dest=o.name, type=o.type if o.kind != "pairs" else str, nargs=nargs,
+                        default=list(default) if isinstance(default, tuple) else default, choices=o.choices,
+                        metavar=o.metavar, help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="format", required=True)
@@ -42,25 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--out", required=True, type=Path, help="output folder")
     common.add_argument("--link", choices=dd.LINK_MODES, default="copy", help="how images are placed (default copy)")
     common.add_argument("--overwrite", action="store_true", help="replace earlier converter output in --out")
-    seed = argparse.ArgumentParser(add_help=False)
-    seed.add_argument("--split-seed", type=int, default=0, help="seed of every random split (default 0)")
-    ratios = argparse.ArgumentParser(add_help=False)
-    ratios.add_argument("--ratios", type=float, nargs=3, default=list(dd.DEFAULT_RATIOS), metavar=("TRAIN", "VAL", "TEST"),
-                        help="seeded random split fractions (default 0.6 0.2 0.2; voc: only with the seeded rule)")
-    val = argparse.ArgumentParser(add_help=False)
-    val.add_argument("--val-fraction", type=float, default=0.0,
-                     help="seeded fraction of train moved to val when the split rule gives no val (default 0)")
-
-    nwpu = sub.add_parser("nwpu", parents=[common, seed, ratios], help="NWPU VHR-10 original layout")
-    nwpu.add_argument("--negatives", action="store_true", help="also convert 'negative image set' (off by default)")
-    sub.add_parser("ssdd", parents=[common, seed, val], help="SSDD (VOC layout, test = ids ending in 1 or 9)")
-    voc = sub.add_parser("voc", parents=[common, seed, ratios, val], help="any VOC layout")
-    voc.add_argument("--classes", nargs="+", help="class names in index order (default: all names found, sorted)")
-    voc.add_argument("--split", choices=("auto", "imagesets", "seeded", "ssdd"), default="auto")
-    voc.add_argument("--skip-difficult", action="store_true", help="leave out objects marked difficult")
-    coco = sub.add_parser("coco", parents=[common, seed, val], help="COCO json per split")
-    coco.add_argument("--ann", nargs="+", metavar="SPLIT=JSON", help="split files (default: found under --root)")
-    coco.add_argument("--images", nargs="+", metavar="SPLIT=DIR", help="image folder per split (default: found)")
+    for reader in dd.READERS.values():  # one subcommand per row of the reader table
+        sp = sub.add_parser(reader.name, parents=[common], help=reader.summary)
+        for o in reader.options:
+            _add_option(sp, reader, o)
     return p
 
 
@@ -82,20 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _convert(args: argparse.Namespace) -> dict[str, Any]:
-    if args.format == "nwpu":
-        ds = dd.read_nwpu(args.root, ratios=args.ratios, seed=args.split_seed, include_negatives=args.negatives)
-    elif args.format == "ssdd":
-        ds = dd.read_ssdd(args.root, val_fraction=args.val_fraction, seed=args.split_seed)
-    elif args.format == "voc":
-        ds = dd.read_voc(args.root, classes=args.classes, split=args.split, ratios=args.ratios, seed=args.split_seed,
-                         val_fraction=args.val_fraction, skip_difficult=args.skip_difficult)
-    else:
-        anns, dirs = _pairs(args.ann, "--ann"), _pairs(args.images, "--images")
-        if set(dirs) - set(anns):
-            raise SystemExit(f"--images names splits without --ann: {sorted(set(dirs) - set(anns))}")
-        ds = dd.read_coco(args.root, splits={s: (j, dirs.get(s)) for s, j in anns.items()} if anns else None)
-        dd.carve_val_records(ds, args.val_fraction, args.split_seed)
-    return dd.write_dataset(ds, args.out, link=args.link, overwrite=args.overwrite)
+    reader = dd.READERS[args.format]
+    options = {o.name: _pairs(getattr(args, o.name), o.flag) or None if o.kind == "pairs" else getattr(args, o.name)
+               for o in reader.options}
+    return dd.convert(args.format, args.root, args.out, link=args.link, overwrite=args.overwrite, **options)
 
 
 if __name__ == "__main__":

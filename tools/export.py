@@ -15,29 +15,19 @@ import argparse
 import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
+from detector.export import ExportOptions, export
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--format", choices=["onnx", "pt"])
-    ap.add_argument("--weights", default=None, help=_bootstrap.WEIGHTS_HELP)
     ap.add_argument("--out", help="the file to write")
-    ap.add_argument("--imgsz", type=int, default=None, help="ONNX input size (default: the weights' training size)")
-    ap.add_argument("--batch", type=int, default=1, help="example batch for tracing (the batch axis stays dynamic)")
-    ap.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the source)")
+    _bootstrap.add_options(ap, ExportOptions)  # --format, --weights, --imgsz, --batch, --overwrite
     a = ap.parse_args(argv)
-    if a.weights == "list":
+    if getattr(a, "weights", None) == "list":
         return _bootstrap.list_weights()
-    if not a.format or not a.out:
+    if not hasattr(a, "format") or not a.out:
         ap.error("--format and --out are required")
-    if a.format == "onnx":
-        from detector.export import export_onnx
-
-        path = export_onnx(a.weights, a.out, a.imgsz, a.batch, overwrite=a.overwrite)
-    else:
-        from detector.weights import export_weights, resolve_weights
-
-        path = export_weights(resolve_weights(a.weights), a.out, overwrite=a.overwrite)
+    path = export(a.out, _bootstrap.options(ExportOptions, a))
     from detector.weights import sha256
 
     print(f"{path}  {path.stat().st_size / 2**20:.1f} MiB  sha256 {sha256(path)}")

@@ -14,10 +14,13 @@ unchanged) and redoes the rest; see README, "Surveying an archive".
 import argparse
 
 import _bootstrap  # noqa: F401
-from detect import add_model_options
 
 import detector  # noqa: F401  (offline settings first)
+from detector.infer.options import DetectOptions
 from detector.survey import SurveyOptions, survey
+
+# detect's model and sliced-inference flags, generated from its options record (tile: the survey's default)
+MODEL_FLAGS = ("weights", "runtime", "conf", "iou", "imgsz", "max_det", "device", "tile", "overlap")
 
 DEFAULTS = SurveyOptions()  # the record's defaults, written once there
 
@@ -27,7 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--source", required=True,
                     help="a folder, a glob pattern, an image, a .txt list of paths, or a local STAC .json")
     ap.add_argument("--out", required=True, help="output folder (scene files, manifest.csv); reruns resume there")
-    add_model_options(ap, tile_default=DEFAULTS.tile)
+    _bootstrap.add_options(ap, DetectOptions, only=MODEL_FLAGS)  # --tile left out: the survey's default, auto
     ap.add_argument("--workers", type=int, default=DEFAULTS.workers,
                     help="worker processes of the embedded cluster, one thread each (default: the CPU cores)")
     ap.add_argument("--scheduler", default=None, help="tcp://HOST:PORT of a running Dask scheduler to use instead")
@@ -43,10 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--asset", default=None, help="STAC asset key to survey (default: every image asset)")
     ap.add_argument("--merge", action="store_true", help="also write detections.parquet: every georeferenced scene")
     a = ap.parse_args(argv)
-    opts = SurveyOptions(weights=a.weights, runtime=a.runtime, device=a.device, conf=a.conf, iou=a.iou,
-                         imgsz=a.imgsz, max_det=a.max_det, tile=a.tile, overlap=a.overlap, workers=a.workers,
-                         scheduler=a.scheduler, split_pixels=a.split_pixels, tiles_per_task=a.tiles_per_task,
-                         retries=a.retries, resources=tuple(a.resources), asset=a.asset, merge=a.merge)
+    opts = _bootstrap.options(SurveyOptions, a)  # by keyword; flags left out take the record's defaults
     try:
         s = survey(a.source, a.out, opts)
     except KeyboardInterrupt:  # the scene files written are whole and the manifest says which (run.py)

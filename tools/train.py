@@ -12,23 +12,17 @@ import argparse
 import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
+from detector.engine.train_options import TrainOptions
 from detector.engine.trainer import train
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="dataset YAML (written by tools/convert.py)")
-    ap.add_argument("--model", default="n", help="variant n, s, m, a model YAML, or a checkpoint to start from")
-    ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 100; with --resume: raise the total)")
-    ap.add_argument("--imgsz", type=int, default=None,
-                    help="training size (default 640; with --resume: override the checkpoint's)")
-    ap.add_argument("--batch", type=int, default=None,
-                    help="batch size (default 16; with --resume: override the checkpoint's)")
-    ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
+    _bootstrap.add_options(ap, TrainOptions)  # --model, --epochs, --imgsz, --batch, --device, --timesteps, --project...
     ap.add_argument("--no-amp", action="store_true",
                     help="train in fp32 (default: mixed precision: fp16 on CUDA, bf16 on a CPU with native bf16, "
                          "e.g. AVX512-BF16 or AMX; other CPUs run fp32)")
-    ap.add_argument("--timesteps", type=int, default=None, help="T (default: the model config's)")
     ap.add_argument("--neuron", choices=["lif", "if", "ilif"], default=None,
                     help="replace the config's neuron: lif / if (binary spikes) or ilif (integer spikes, "
                          "expanded into binary events at inference)")
@@ -47,8 +41,6 @@ def main(argv=None) -> int:
     ap.add_argument("--kd-feat", type=float, default=None,
                     help="weight of the neck-feature distillation (P3-P5 through 1x1 adapters; default 0: off)")
     ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run or a last.pt")
-    ap.add_argument("--project", default="runs/train")
-    ap.add_argument("--name", default="exp")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--patience", type=int, default=100)
@@ -87,7 +79,7 @@ def main(argv=None) -> int:
             extra[key] = getattr(a, key)
     if a.resume:  # the checkpoint's arguments, except the few a resumed run may change
         extra = {} if a.close_mosaic is None else {"close_mosaic": a.close_mosaic}
-    if a.resume and (a.timesteps is not None or neuron or a.readout or a.cls_prior):
+    if a.resume and (getattr(a, "timesteps", None) is not None or neuron or a.readout or a.cls_prior):
         ap.error("--timesteps / --neuron / --readout / --cls-prior cannot change a resumed run")
     prior = a.cls_prior
     if prior is not None and prior != "none":
@@ -95,9 +87,9 @@ def main(argv=None) -> int:
             prior = float(prior)
         except ValueError:
             ap.error(f"--cls-prior must be a probability or none, got {a.cls_prior!r}")
-    t = train(a.data, a.model, a.epochs, a.imgsz, a.batch, a.device, a.timesteps, a.resume, a.project, a.name,
-              neuron=neuron, distill=distill, amp=not a.no_amp,
-              model_changes={"readout": a.readout, "cls_prior": prior}, **extra)
+    options = _bootstrap.options(TrainOptions, a, resume=a.resume, neuron=neuron, distill=distill, amp=not a.no_amp,
+                                 model_changes={"readout": a.readout, "cls_prior": prior}, overrides=extra)
+    t = train(a.data, options=options)
     print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
     return 0
 

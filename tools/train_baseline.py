@@ -18,16 +18,15 @@ import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
 from detector.engine.baseline import evaluate_baseline, train_baseline
+from detector.engine.train_options import NEW_RUN, TrainOptions
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="dataset YAML (written by tools/convert.py)")
     ap.add_argument("--model", default="yolov8n.yaml", help="Ultralytics' bundled yolov8{n,s,m,l,x}.yaml (random weights)")
-    ap.add_argument("--epochs", type=int, default=None, help="total epochs (default 100; with --resume: raise the total)")
-    ap.add_argument("--imgsz", type=int, default=640)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N, N, or N,M,... (several GPUs: DDP)")
+    # the flags it shares with tools/train.py, and their defaults, from the training options record
+    _bootstrap.add_options(ap, TrainOptions, only=("epochs", "imgsz", "batch", "device"))
     ap.add_argument("--no-amp", action="store_true", help="train in fp32 (default: mixed precision: fp16 on CUDA, bf16 on a CPU "
                     "with native bf16)")
     ap.add_argument("--resume", default=None, help="a last.pt of an earlier baseline run")
@@ -48,20 +47,23 @@ def main(argv=None) -> int:
     from detector.files import atomic_write_text
 
     checks.output_file(a.json, "--json")  # before training, not after it
+    o = _bootstrap.options(TrainOptions, a, model=a.model)
+    epochs, (imgsz, batch), device = o.epochs, (NEW_RUN[k] if getattr(o, k) is None else getattr(o, k)
+                                                for k in ("imgsz", "batch")), o.device.ultralytics
     weights = a.eval
     if weights is None:
         extra = {} if a.close_mosaic is None else {"close_mosaic": a.close_mosaic}
         if not a.resume:
             extra.update(seed=a.seed, workers=a.workers, close_mosaic=10 if a.close_mosaic is None else a.close_mosaic)
-        t = train_baseline(a.data, a.epochs, a.imgsz, a.batch, a.device, a.resume, a.project, a.name, model=a.model,
-                           amp=not a.no_amp, **extra)
+        t = train_baseline(a.data, epochs, imgsz, batch, device, a.resume, a.project, a.name, model=a.model,
+                           **({"amp": False} if a.no_amp else {}), **extra)  # amp on by default (Ultralytics')
         print(f"run folder: {t.save_dir}\nbest: {t.best}\nlast: {t.last}")
         weights, data, imgsz = t.best, a.data or t.args.data, int(t.args.imgsz)
     else:
-        data, imgsz = a.data, a.imgsz
+        data = a.data
         if not data:
             ap.error("--eval needs --data")
-    rep = evaluate_baseline(weights, data, a.split, imgsz, a.batch, a.device, a.project, f"{a.name}-{a.split}")
+    rep = evaluate_baseline(weights, data, a.split, imgsz, batch, device, a.project, f"{a.name}-{a.split}")
     print(f"{a.split}: mAP@0.5 {rep['map50']:.4f}  mAP@0.5:0.95 {rep['map50_95']:.4f}")
     tp = (rep.get("scores") or {}).get("tp_scores")
     if tp:

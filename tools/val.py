@@ -12,29 +12,17 @@ import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
 from detector.engine.validator import evaluate
-from detector.infer import VAL
+from detector.infer.options import ValOptions
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="dataset YAML")
-    ap.add_argument("--weights", default=None, help=_bootstrap.WEIGHTS_HELP)
-    ap.add_argument("--runtime", default="auto", choices=["auto", "eager", "compiled", "int8"],
-                    help="auto = eager (PyTorch, batch norm folded); compiled = torch.compile (first calls compile, "
-                         "time printed, cached on disk); int8 = integer convolutions through OpenVINO (CPU)")
-    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
-    ap.add_argument("--json", default=None, help="write the metrics to this JSON file")
-    ap.add_argument("--imgsz", type=int, default=None, help="default: the size the weights were trained at, else 640")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--conf", type=float, default=VAL.conf)
-    ap.add_argument("--iou", type=float, default=VAL.iou)
-    ap.add_argument("--device", default="cpu", help="cpu, mps, cuda, cuda:N or N")
-    ap.add_argument("--project", default="runs/val")
-    ap.add_argument("--name", default="exp")
+    _bootstrap.add_options(ap, ValOptions)  # --weights, --imgsz, --device, --runtime, --split, --batch, --conf...
     ap.add_argument("--map", nargs="+", default=None, metavar="MODEL=DATASET",
                     help="score model class MODEL as dataset class DATASET (names must otherwise match)")
     a = ap.parse_args(argv)
-    if a.weights == "list":
+    if getattr(a, "weights", None) == "list":
         return _bootstrap.list_weights()
     if not a.data:
         ap.error("--data is required")
@@ -44,8 +32,7 @@ def main(argv=None) -> int:
         if any(not k or not sep or not v for k, sep, v in pairs):
             ap.error("--map expects MODEL_NAME=DATASET_NAME pairs")
         class_map = {k: v for k, _, v in pairs}
-    evaluate(a.data, a.weights, a.split, a.imgsz, a.batch, a.conf, a.iou, a.device, a.json, a.project, a.name,
-             class_map=class_map, runtime=a.runtime)
+    evaluate(a.data, options=_bootstrap.options(ValOptions, a, class_map=class_map))
     return 0
 
 

@@ -45,9 +45,11 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
+
+from ..infer.options import opt
 
 ATTENTIONS = ("ssa", "sssa_v1", "sssa_v2")
 LABELS = {"ssa": "Spikformer SSA", "sssa_v1": "SSSA-V1", "sssa_v2": "SSSA-V2"}
@@ -199,30 +201,41 @@ def _predict_time(points: list[BenchPoint], tokens: int) -> float | None:
     return last.time_s * (tokens / last.tokens) ** k
 
 
-def run_benchmark(
-    sizes: Iterable[str | int | Sequence[int]] = DEFAULT_SIZES,
-    dim: int = 64,
-    heads: int = 2,
-    timesteps: int = 4,
-    batch: int = 1,
-    repeats: int = 5,
-    min_time: float = 1.0,
-    threads: int | None = None,
-    max_mem_gb: float = 4.0,
-    max_seconds: float = 120.0,
-    attentions: Sequence[str] = ATTENTIONS,
-    fit_min_tokens: int = 1024,
-    seed: int = 0,
-    log: Callable[[str], None] | None = print,
-) -> dict:
+@dataclass(frozen=True)
+class BenchConfig:
+    """The attention benchmark's settings, checked once at construction: layer width ``dim`` with
+    ``heads`` heads, T, batch, timed ``repeats`` (each configuration runs at least ``min_time`` s),
+    the skip rules (an estimated peak above ``max_mem_gb``, a predicted time above ``max_seconds``),
+    the smallest N of the upper exponent fit, and the input seed."""
+
+    dim: int = opt(64, "channels C", type=int)
+    heads: int = opt(2, "attention heads", type=int)
+    timesteps: int = opt(4, "T", type=int)
+    batch: int = opt(1, "batch", type=int)
+    repeats: int = opt(5, "least timed steps per configuration, after one warm-up", type=int)
+    min_time: float = opt(1.0, "keep timing a configuration (up to 50 steps) until this many seconds of steps ran",
+                          type=float)
+    max_mem_gb: float = opt(4.0, "skip configurations estimated to need more", type=float)
+    max_seconds: float = opt(120.0, "skip configurations predicted (from smaller sizes) to take longer", type=float)
+    fit_min_tokens: int = opt(1024, "lower end of the upper-range exponent fit", type=int)
+    seed: int = opt(0, "input seed", type=int)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.repeats < 1:
+            raise ValueError("repeats must be >= 1")
+
+
+def run_benchmark(sizes: Iterable[str | int | Sequence[int]] = DEFAULT_SIZES, config: BenchConfig | None = None, *,
+                  threads: int | None = None, attentions: Sequence[str] = ATTENTIONS,
+                  log: Callable[[str], None] | None = print, **fields: Any) -> dict:
     """Run every (attention, grid) configuration, smallest grids first; return a JSON-able dict with
     ``config``, ``env``, ``points`` (one per configuration) and ``exponents`` (per attention).
+    ``config`` is a ``BenchConfig`` (or its fields as keywords).
 
     ``threads``: torch intra-op threads for the run (restored afterwards); None keeps the current."""
-    if dim % heads:
-        raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-    if repeats < 1:
-        raise ValueError("repeats must be >= 1")
+    c = config if config is not None else BenchConfig(**fields)
     unknown = [a for a in attentions if a not in ATTENTIONS]
     if unknown or not attentions:
         raise ValueError(f"unknown attention(s) {unknown}; choose from {list(ATTENTIONS)}")
@@ -237,8 +250,7 @@ def run_benchmark(
     try:
         for grid in grids:
             for a in attentions:
-                p = _run_one(a, grid, points[a], dim, heads, timesteps, batch, repeats, min_time, max_mem_gb,
-                             max_seconds, seed)
+                p = _run_one(a, grid, points[a], c)
                 points[a].append(p)
                 where = f"{LABELS[a]:>15} N={p.tokens:>6} ({grid[0]}x{grid[1]})"
                 if p.status == "ok":
@@ -248,32 +260,28 @@ def run_benchmark(
                     log(f"{where}: skipped: {p.reason}")
     finally:
         torch.set_num_threads(old_threads)
-    config = dict(dim=dim, heads=heads, timesteps=timesteps, batch=batch, repeats=repeats, min_time=min_time,
-                  max_mem_gb=max_mem_gb, max_seconds=max_seconds, fit_min_tokens=fit_min_tokens, seed=seed,
-                  grids=[list(g) for g in grids], attentions=list(attentions))
+    config_out = dict(asdict(c), grids=[list(g) for g in grids], attentions=list(attentions))
     return {
-        "config": config,
+        "config": config_out,
         "env": env,
         "points": [{**asdict(p), "grid": list(p.grid)} for a in attentions for p in points[a]],
-        "exponents": {a: fit_all(points[a], fit_min_tokens) for a in attentions},
+        "exponents": {a: fit_all(points[a], c.fit_min_tokens) for a in attentions},
     }
 
 
-def _run_one(attention: str, grid: tuple[int, int], earlier: list[BenchPoint], dim: int, heads: int,
-             timesteps: int, batch: int, repeats: int, min_time: float, max_mem_gb: float, max_seconds: float,
-             seed: int) -> BenchPoint:
+def _run_one(attention: str, grid: tuple[int, int], earlier: list[BenchPoint], c: BenchConfig) -> BenchPoint:
     """Measure one configuration, or skip it (memory estimate, or time predicted from ``earlier``)."""
     N = grid[0] * grid[1]
-    est = estimate_peak_bytes(attention, N, dim, heads, timesteps, batch)
+    est = estimate_peak_bytes(attention, N, c.dim, c.heads, c.timesteps, c.batch)
     p = BenchPoint(attention, grid, N, est, "skipped")
     predicted = _predict_time(earlier, N)
-    budget = None if predicted is None else predicted * (repeats + 3) + min_time  # + warm-up, profiled step
-    if est > max_mem_gb * 2**30:
-        p.reason = f"estimated peak {est / 2**30:.1f} GiB > max-mem-gb {max_mem_gb:g}"
-    elif budget is not None and budget > max_seconds:
-        p.reason = f"predicted {budget:.0f} s for this configuration > max-seconds {max_seconds:g}"
+    budget = None if predicted is None else predicted * (c.repeats + 3) + c.min_time  # + warm-up, profiled step
+    if est > c.max_mem_gb * 2**30:
+        p.reason = f"estimated peak {est / 2**30:.1f} GiB > max-mem-gb {c.max_mem_gb:g}"
+    elif budget is not None and budget > c.max_seconds:
+        p.reason = f"predicted {budget:.0f} s for this configuration > max-seconds {c.max_seconds:g}"
     else:
-        times, peak = measure(attention, grid, dim, heads, timesteps, batch, repeats, seed, min_time)
+        times, peak = measure(attention, grid, c.dim, c.heads, c.timesteps, c.batch, c.repeats, c.seed, c.min_time)
         p.status, p.time_s, p.time_median_s, p.peak_bytes = "ok", min(times), statistics.median(times), peak
     return p
 

@@ -21,7 +21,53 @@ from typing import Any, Callable
 
 import torch
 
+from .. import checks
+from ..infer.options import ModelOptions, opt
 from .attention_bench import measure_peak_bytes
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions(ModelOptions):
+    """``tools/benchmark.py``'s options, checked once at construction. The mode follows from them: a CUDA
+    ``device`` runs the GPU table (``gpu_bench``), ``neurons`` the neuron implementations
+    (``neuron_bench``), ``precision`` a bf16 against fp32 training step (``precision_bench``),
+    ``size_plot`` the times by image size (``deploy_bench.speed_by_size``), ``variants`` the sweep of
+    untrained variants (``run``), else the deployment table of the weights (``deploy_bench``). None: the mode's own default (its function's signature)."""
+
+    threads: int | None = opt(None, "CPU threads (default: SNNVIT_THREADS, else every core)", type=int)
+    data: str | None = opt(None, "GPU mode: dataset YAML for the training-epoch throughput")
+    batch: int | None = opt(None, "deployment mode: inference batch", type=int)
+    train_batch: int | None = opt(None, "deployment and GPU modes: training-step batch", type=int)
+    compile: bool = opt(False, "deployment mode: also time torch.compile (slow to compile)", action="store_true")
+    onnx: bool = opt(True, "deployment mode: skip ONNX Runtime", flag="--no-onnx", action="store_false")
+    int8: bool = opt(True, "deployment mode: skip the int8 runtime (OpenVINO)", flag="--no-int8", action="store_false")
+    train: bool = opt(True, "deployment mode: skip the training step", flag="--no-train", action="store_false")
+    size_plot: str | None = opt(None, "ms per image against image size (eager, int8, YOLOv8n) plotted to PNG, at "
+                                      "--batch and --sizes (default 320 416 512 640)", metavar="PNG")
+    precision: str | None = opt(None, "time a training step in bf16 against fp32 (CPU autocast), the spiking model "
+                                      "(CONFIG, default n-ilif) and YOLOv8n interleaved, at --imgsz (default 416) and "
+                                      "--train-batch", nargs="?", const="n-ilif", metavar="CONFIG")
+    variants: tuple[str, ...] | None = opt(None, "sweep mode: untrained variants (n s m)", nargs="+")
+    sizes: tuple[int, ...] | None = opt(None, "sweep and --size-plot modes: image sizes", type=int, nargs="+")
+    batches: tuple[int, ...] | None = opt(None, "sweep mode: batches", type=int, nargs="+")
+    timesteps: int | None = opt(None, "sweep mode: T (default: each config's)", type=int)
+    warmup: int | None = opt(None, "untimed runs first", type=int)
+    repeats: int | None = opt(None, "timed runs", type=int)
+    baseline: bool = opt(True, "sweep mode: skip YOLOv8n", flag="--no-baseline", action="store_false")
+    neurons: bool = opt(False, "time the neuron implementations (SpikingJelly, fused C, PyTorch path, compiled) on "
+                               "one layer", action="store_true")
+    json: str | None = opt(None, "also write the report as JSON")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threads is not None:
+            checks.positive_int("--threads", self.threads, 1024)
+        checks.output_file(self.json, "--json")
+        checks.output_file(self.size_plot, "--size-plot")
+
+    def given(self, *names: str) -> dict[str, Any]:
+        """The named options that were set (not None), for a mode function whose defaults apply otherwise."""
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:

@@ -34,7 +34,6 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import image_size
 from .benchmark import matmul_peak_gflops, median_seconds
 
 TARGETS = {"inference": 1.5, "inference_int8": 1.0, "train_step": 2.5}  # eager (issue 22); int8 (issue 30); a step
@@ -138,9 +137,10 @@ def interleaved_seconds(fns: dict[str, Callable[[], Any]], warmup: int, repeats:
 
 
 def deployment_report(weights: str | Path | None = None, imgsz: int | None = None, batch: int = 1, train_batch: int = 8,
-                      compile: bool = False, onnx: bool = True, warmup: int = 2, repeats: int = 10, int8: bool = True,
-                      train: bool = True,
-                      log: Callable[[str], None] = print) -> dict[str, Any]:
+                      runtimes: tuple[str, ...] = ("onnx", "int8"), warmup: int = 2, repeats: int = 10,
+                      train: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The shipped model (or ``weights``) beside YOLOv8n: PyTorch eager always, then each of ``runtimes``
+    (``compiled``, ``onnx``, ``int8``) in rounds of its own, and with ``train`` a training step."""
     from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils.torch_utils import get_flops
 
@@ -149,12 +149,10 @@ def deployment_report(weights: str | Path | None = None, imgsz: int | None = Non
     from ..nn import kernels
     from ..weights import load_model
 
-    if imgsz is not None:
-        image_size(imgsz, None)  # before any work
     rt = load_runtime(weights)  # eager: batch norm folded, as every tool runs it
     model = rt.module
     unfolded = load_model(weights)  # the model as trained, for the folding's own gain
-    imgsz = image_size(imgsz, rt.settings.imgsz())
+    imgsz = rt.settings.imgsz() if imgsz is None else imgsz  # checked by BenchmarkOptions, at the door
     nc = len(rt.settings.names)
     peak = matmul_peak_gflops()
     log(f"fp32 matmul peak {peak:.0f} GFLOP/s on {torch.get_num_threads()} thread(s); imgsz {imgsz}, batch {batch}, "
@@ -181,14 +179,14 @@ def deployment_report(weights: str | Path | None = None, imgsz: int | None = Non
     add("snnvit-yolo", "pytorch", t["snn"], snn_gflops)
     add("snnvit-yolo", "pytorch (BN not folded)", t["unfolded"], snn_gflops)
     add("yolov8n", "pytorch", t["yolo"], yolo_gflops)
-    if compile:
+    if "compiled" in runtimes:
         comp = CompiledRuntime(model, rt.device)
         comp(x)  # compiles (or loads the cached compilation)
         with torch.no_grad():
             t = interleaved_seconds({"comp": lambda: comp(x), "yolo": lambda: yolo_fused(x)}, warmup, repeats)
         add("snnvit-yolo", "pytorch-compiled", t["comp"], snn_gflops, {"compile_s": comp.compile_s[(tuple(x.shape), x.dtype)],
                                                                        "yolov8n_same_rounds_ms": t["yolo"] * 1e3 / batch})
-    if onnx:
+    if "onnx" in runtimes:
         from ..export import export_onnx
         from ..infer.onnx_runtime import OnnxRuntime
 
@@ -200,7 +198,7 @@ def deployment_report(weights: str | Path | None = None, imgsz: int | None = Non
                                     repeats)
             add("snnvit-yolo", "onnxruntime", t["snn"], snn_gflops)
             add("yolov8n", "onnxruntime", t["yolo"], yolo_gflops)
-    if int8:
+    if "int8" in runtimes:
         with tempfile.TemporaryDirectory() as d:
             q = load_runtime(weights, runtime="int8")
             yq = yolo_int8(yolo, imgsz, batch, Path(d), torch.get_num_threads())

@@ -23,6 +23,7 @@ from typing import Any
 from ..files import file_kind
 from .images import index_images
 from .records import Box, ImageRecord, ProblemLog, SourceDataset, parse_number
+from .splits import carve_val_records
 
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
@@ -93,16 +94,25 @@ def discover_coco_splits(root: str | Path) -> dict[str, tuple[Path, Path | None]
 def read_coco(
     root: str | Path,
     *,
-    splits: Mapping[str, tuple[str | Path, str | Path | None]] | None = None,
+    splits: Mapping[str, str | Path | tuple[str | Path, str | Path | None]] | None = None,
+    images: Mapping[str, str | Path] | None = None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
 ) -> SourceDataset:
-    """Read COCO jsons with their images; ``splits`` maps train/val/test to (json, image folder or None).
+    """Read COCO jsons with their images; ``splits`` maps train/val/test to a json or to (json, image
+    folder or None), ``images`` a split to its image folder (default: found, see the module doc).
+    ``val_fraction`` > 0 carves a seeded-random val split from train when the files give none.
 
-    Relative paths in ``splits`` are taken relative to ``root``. Raises ``ValueError`` naming the file
-    for a json that is not COCO detection format.
+    Relative paths are taken relative to ``root``. Raises ``ValueError`` naming the file for a json
+    that is not COCO detection format.
     """
     root = Path(root)
     log = ProblemLog()
-    wanted = dict(discover_coco_splits(root) if splits is None else splits)
+    images = dict(images or {})
+    if splits is not None and set(images) - set(splits):
+        raise ValueError(f"image folders given for splits without a json: {sorted(set(images) - set(splits))}")
+    wanted = dict(discover_coco_splits(root) if splits is None else
+                  {k: v if isinstance(v, tuple) else (v, images.get(k)) for k, v in splits.items()})
     sources: list[_SplitSource] = []
     loaded: dict[str, dict[str, Any]] = {}
     for name, (json_path, image_dir) in wanted.items():
@@ -169,13 +179,15 @@ def read_coco(
             log.add("unused_category", sources[0].json_path, f"category id {cid} ({categories[cid]!r}) has no boxes",
                     f"kept as class index {cat_index[cid]}")
 
-    return SourceDataset(
+    ds = SourceDataset(
         format="coco", root=root, names=names, records=records, problems=log,
         class_map={str(cid): i for cid, i in cat_index.items()},
         options={"splits": {s.split: [str(s.json_path), str(s.image_dir)] for s in sources}},
         notes=[f"{s.split}: {s.json_path} with images in {s.image_dir}" for s in sources],
         image_dirs=[s.image_dir for s in sources],
     )
+    carve_val_records(ds, val_fraction, seed)
+    return ds
 
 
 def _read_split(src: _SplitSource, data: dict[str, Any], cat_index: dict[int, int], log: ProblemLog) -> list[ImageRecord]:

@@ -198,8 +198,3 @@ def read_voc(
                  "images_dir": images_dir, "annotations_dir": annotations_dir},
         image_dirs=[img_dir],
     )
-
-
-def read_ssdd(root: str | Path, *, val_fraction: float = 0.0, seed: int = 0) -> SourceDataset:
-    """SSDD: VOC layout, one class ``ship``, test = ids ending in 1 or 9 (see :func:`read_voc`)."""
-    return read_voc(root, classes=("ship",), split="ssdd", val_fraction=val_fraction, seed=seed)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ultralytics.utils import RANK
 
+from ..models.settings import DEFAULT_IMGSZ
 from ..io.dataset_yaml import load_dataset
 from ..weights import ANN_ARCHS, build_ann, load_ann_checkpoint, save_ann_checkpoint
 from .safe_trainer import SafeTrainer
@@ -56,31 +57,29 @@ class BaselineTrainer(SafeTrainer):
 
 def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int = 16, device: str = "cpu",
                    resume: str | None = None, project: str | Path = "runs/baseline", name: str = "yolov8n",
-                   model: str = "yolov8n.yaml", amp: bool = True, **overrides: Any) -> BaselineTrainer:
+                   model: str = "yolov8n.yaml", **overrides: Any) -> BaselineTrainer:
     """Train ``model`` (one of ``ANN_ARCHS``) from scratch, or resume ``resume`` (a ``last.pt`` a
     baseline run wrote), raising ``epochs`` if given. ``device``: ``detector.devices`` names (several GPUs:
-    DDP); ``amp``: mixed precision (fp16 on CUDA, bf16 on a CPU with native bf16: ``detector.precision``)."""
+    DDP); ``overrides``: Ultralytics' training arguments (``amp=False``: fp32; by default fp16 on CUDA and
+    bf16 on a CPU with native bf16, ``detector.precision``)."""
     from ..devices import resolve_device
 
     device = resolve_device(device, multi=True).ultralytics
     if resume:
         args = dict(model=str(resume), resume=str(resume), data=str(data) if data else "", device=device, **overrides)
-        if not amp:
-            args["amp"] = False
         if epochs is not None:
             args["epochs"] = epochs
     else:
         if model not in ANN_ARCHS:
             raise ValueError(f"baseline model must be one of {list(ANN_ARCHS)}, got {model!r}")
         args = dict(model=model, data=str(data), epochs=100 if epochs is None else epochs, imgsz=imgsz, batch=batch,
-                    device=device, pretrained=False, amp=bool(amp), project=str(Path(project).resolve()), name=name,
-                    **overrides)
+                    device=device, pretrained=False, project=str(Path(project).resolve()), name=name, **overrides)
     trainer = BaselineTrainer(overrides=args)
     trainer.train()
     return trainer
 
 
-def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test", imgsz: int = 640, batch: int = 16,
+def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test", imgsz: int = DEFAULT_IMGSZ, batch: int = 16,
                       device: str = "cpu", project: str | Path = "runs/baseline", name: str = "val") -> dict[str, Any]:
     """Ultralytics' validator on a baseline checkpoint (EMA weights): overall and per-class mAP@0.5 and
     mAP@0.5:0.95; with COCO ground truth also pycocotools' figures and the true positives' score

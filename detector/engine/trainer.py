@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from copy import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from ..models import SNNViTYOLO, load_config
 from ..weights import build_from_checkpoint, load_checkpoint, save_checkpoint
 from ..settings import default_config_dir
 from .safe_trainer import SafeTrainer
+from .train_options import NEW_RUN, TrainOptions
 
 
 def resolve_model_yaml(model: str | Path | dict, timesteps: int | None = None, neuron: dict | None = None,
@@ -240,65 +242,34 @@ class SNNTrainer(SafeTrainer):
         return opt
 
 
-def train(
-    data: str | Path,
-    model: str | Path = "n",
-    epochs: int | None = None,
-    imgsz: int | None = None,
-    batch: int | None = None,
-    device: str = "cpu",
-    timesteps: int | None = None,
-    resume: str | bool = False,
-    project: str | Path = "runs/train",
-    name: str = "exp",
-    neuron: dict | None = None,
-    distill: dict | None = None,
-    amp: bool = True,
-    model_changes: dict | None = None,
-    **overrides: Any,
-) -> SNNTrainer:
-    """Train SNN-ViT-YOLO. ``model``: variant (n/s/m), model YAML, or a checkpoint ``.pt`` to start
-    from; ``neuron``: replace the config's neuron (e.g. ``{"name": "ilif", "max_spikes": 4}``);
-    ``model_changes``: other top-level config changes (``resolve_model_yaml``; e.g. ``{"readout": "current"}``);
-    ``distill``: teacher settings (``detector.engine.distill``); ``device``: ``detector.devices`` names
-    (several GPUs: DDP); ``amp``: mixed precision (fp16 on CUDA, bf16 on a CPU with native bf16: ``detector.precision``); ``resume``: True (latest run) or the
-    path of a ``last.pt`` (``epochs`` may then raise the total, and the learning-rate schedule follows;
-    default 100 for a new run; ``imgsz`` / ``batch``, default 640 / 16 for a new run, override the
-    checkpoint's when given). Returns the finished trainer (``trainer.save_dir``, ``trainer.best``,
-    ``trainer.metrics``)."""
-    from .. import checks
-    from ..devices import resolve_device
-
-    if imgsz is not None:
-        checks.imgsz(imgsz)  # the one size check: Ultralytics would round --imgsz 100 up to 128 and train on
-    if distill and "," in str(device):
-        raise ValueError("distillation runs on one device; multi-GPU (DDP) training with --teacher is not supported")
-    device = resolve_device(device, multi=True).ultralytics  # Ultralytics' spelling: "cpu", "0", "0,1" (DDP)
-    if distill:
-        from ..weights import load_ann_checkpoint
-        from .distill import check_options
-
-        # the options and the teacher file, checked before any work
-        check_options(float(distill.get("cls_weight", 1.0)), float(distill.get("box_weight", 1.0)),
-                      float(distill.get("temperature", 1.0)), float(distill.get("feat_weight") or 0.0))
-        load_ann_checkpoint(distill["teacher"])
-    if resume:
-        args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
-                "device": device, **({} if amp else {"amp": False}), **overrides}
-        args["model"] = str(resume) if not isinstance(resume, bool) else ""
-        for key, value in (("epochs", epochs), ("imgsz", imgsz), ("batch", batch)):
-            if value is not None:
-                args[key] = value
+def train(data: str | Path, model: str | Path | None = None, options: TrainOptions | None = None,
+          **fields: Any) -> SNNTrainer:
+    """Train SNN-ViT-YOLO on ``data``. ``options`` is a ``TrainOptions`` (``detector.engine.train_options``
+    says what each field means), or its fields as keywords (``epochs=12, imgsz=416``...); other keywords
+    are Ultralytics' training arguments (``workers=0, seed=1``...). ``model``: variant (n/s/m), model
+    YAML, or a checkpoint ``.pt`` to start from. Returns the finished trainer (``trainer.save_dir``,
+    ``trainer.best``, ``trainer.metrics``)."""
+    if options is None:
+        o = TrainOptions.of(**({} if model is None else {"model": model}), **fields)
     else:
-        changes = {k: v for k, v in (model_changes or {}).items() if v is not None}
-        if str(model).endswith(".pt") and (timesteps is not None or neuron or changes):
-            raise ValueError("--timesteps / --neuron / --readout / --cls-prior change the architecture; they cannot "
-                             "apply to a checkpoint")
-        model_arg = str(model) if str(model).endswith(".pt") else str(resolve_model_yaml(model, timesteps, neuron,
-                                                                                         **changes))
-        args = dict(model=model_arg, data=str(data), epochs=100 if epochs is None else epochs,
-                    imgsz=640 if imgsz is None else imgsz, batch=16 if batch is None else batch, device=device,
-                    amp=bool(amp), project=str(Path(project).resolve()), name=name, **overrides)
+        o = replace(options, model=model) if model is not None else options
+        if fields:
+            raise TypeError("give the options record or its fields, not both")
+    distill, device = o.distill, o.device.ultralytics  # Ultralytics' spelling: "cpu", "0", "0,1" (DDP)
+    if o.resume:
+        resume = o.resume
+        args = {"resume": str(resume) if not isinstance(resume, bool) else True, "data": str(data) if data else "",
+                "device": device, **({} if o.amp else {"amp": False}), **o.overrides}
+        args["model"] = str(resume) if not isinstance(resume, bool) else ""
+        for key in ("epochs", "imgsz", "batch"):
+            if getattr(o, key) is not None:
+                args[key] = getattr(o, key)
+    else:
+        model_arg = str(o.model) if str(o.model).endswith(".pt") else str(
+            resolve_model_yaml(o.model, o.timesteps, o.neuron, **o.model_changes))
+        sizes = {k: NEW_RUN[k] if getattr(o, k) is None else getattr(o, k) for k in NEW_RUN}
+        args = dict(model=model_arg, data=str(data), **sizes, device=device, amp=bool(o.amp),
+                    project=str(Path(o.project).resolve()), name=o.name, **o.overrides)
     trainer = SNNTrainer(overrides=args, distill=distill)  # writes model.yaml into the run folder once the model is built
     try:
         trainer.train()

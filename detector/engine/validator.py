@@ -18,7 +18,7 @@ import torch
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils import LOGGER
 
-from ..infer.options import DETECT, VAL
+from ..infer.options import DETECT, VAL, ValOptions
 from ..io.writers import coco_records
 
 
@@ -160,64 +160,42 @@ def coco_evaluate(gt_json: str | Path, predictions: list[dict[str, Any]]) -> dic
     return out
 
 
-def evaluate(
-    data: str | Path,
-    weights: str | Path | None = None,
-    split: str = "val",
-    imgsz: int | None = None,
-    batch: int = 8,
-    conf: float = VAL.conf,
-    iou: float = VAL.iou,
-    device: str = "cpu",
-    json_out: str | Path | None = None,
-    project: str | Path = "runs/val",
-    name: str = "exp",
-    model=None,
-    plots: bool = True,
-    class_map: dict[str, str] | None = None,
-    runtime: str = "auto",
-) -> dict[str, Any]:
+def evaluate(data: str | Path, weights: str | Path | None = None, options: ValOptions | None = None, *, model=None,
+             **fields: Any) -> dict[str, Any]:
     """Evaluate weights (a shipped model's name or a path, run by ``runtime``: ``eager``, ``compiled`` or ``int8``,
     ``detector.infer.RUNTIMES``) or a loaded ``model`` on a dataset split; print and return the metrics.
+    ``options`` is a ``ValOptions`` (or its fields as keywords: ``split="test", imgsz=320``...).
 
     Keys: ``precision``, ``recall``, ``map50``, ``map`` (overall), ``per_class`` (list of dicts),
     ``pycocotools`` (the independent evaluation, when the dataset has COCO ground truth) and
     ``agreement`` (absolute differences between the two evaluations; a difference above
     ``AGREEMENT_TOLERANCE`` is warned about). ``imgsz`` defaults to the size the weights were trained
-    at (640 if the checkpoint does not say).
+    at (``ModelSettings.imgsz``).
 
     The model's class names must equal the dataset's, in order; ``class_map`` ({model name: dataset
     name}) renames model classes explicitly. Anything else is an error, never a silent re-labelling.
     """
-    from .. import checks
-    from ..devices import resolve_device
+    from ..infer.options import build
     from ..infer.runtime import choose_runtime, load_runtime
     from ..io.dataset_yaml import load_dataset
     from ..models.settings import settings_of
     from ..weights import resolve_weights
 
-    if split not in {"train", "val", "test"}:
-        raise ValueError(f"split must be train, val or test, got {split!r}")
-    checks.unit_interval("conf", conf)
-    checks.unit_interval("iou", iou)
-    checks.positive_int("batch", batch, 1024)
-    if imgsz is not None:
-        checks.imgsz(imgsz)
-    dev = resolve_device(device)
-    checks.output_file(json_out, "--json")
+    o = build(ValOptions, options, weights=weights, **fields)
+    weights, split, dev, class_map, json_out = o.weights, o.split, o.device, o.class_map, o.json_out
     ds = load_dataset(data, split)  # a local YAML whose split exists; nothing downloaded or run
     if model is None:
-        spec = choose_runtime(runtime, resolve_weights(weights), dev.kind)
+        spec = choose_runtime(o.runtime, resolve_weights(weights), dev.kind)
         if not spec.validates:
             raise ValueError(f"runtime {spec.name} runs one input shape; evaluation's batches change shape: use "
                              "--runtime eager, compiled or int8 (an ONNX export: evaluate its .pt checkpoint)")
         rt = load_runtime(weights, dev, spec.name)
         model = rt.module if spec.name == "eager" else rt.as_module()
     check_class_names(model.names, ds["names"], class_map, weights or "the model", data)
-    imgsz = checks.image_size(imgsz, settings_of(model).imgsz())
-    args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=batch, conf=conf,
-                iou=iou, device=dev.ultralytics, project=str(Path(project).resolve()), name=name, plots=plots, mode="val",
-                save_json=False, verbose=True)
+    imgsz = settings_of(model).imgsz() if o.imgsz is None else o.imgsz
+    args = dict(model=str(weights or "model"), data=str(data), split=split, imgsz=imgsz, batch=o.batch, conf=o.conf,
+                iou=o.iou, device=dev.ultralytics, project=str(Path(o.project).resolve()), name=o.name, plots=o.plots,
+                mode="val", save_json=False, verbose=True)
     validator = SNNValidator(args=args)
     own_names = dict(model.names)
     if class_map:  # score (and report) under the dataset's names, checked equal above

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from ..models.settings import ModelSettings
-from .runtime import RUNTIMES, Runtime
+from .base import Runtime
 
 FORMAT = 1  # the graph builder's version, part of the cache name: raise it when build_graph changes
 COMPILED_SHAPES = 8  # compiled models kept (input shapes); evaluation's rect batches bring a handful
@@ -222,9 +222,9 @@ def build_graph(weights: Path, out: Path, terms: int) -> dict[str, list[str]]:
 
     from ..export import export_onnx
     from ..models.settings import settings_of
-    from .runtime import load_torch_model
+    from .torch_runtimes import EagerRuntime
 
-    model = load_torch_model(weights)
+    model = EagerRuntime.load(Path(weights), torch.device("cpu")).module  # the eager runtime's model: batch norm folded
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.float.onnx")  # the pid: two processes may build at once
     part = out.with_name(f".{out.name}.{os.getpid()}.part")
@@ -253,7 +253,7 @@ def graph_settings(path: Path, sha: str) -> ModelSettings:
 
 
 class Int8Runtime(Runtime):
-    spec = RUNTIMES["int8"]
+    name = "int8"
     terms = 2  # int8 terms per weight (``weight_terms``); one loses 0.007 SSDD mAP (docs/design.md, section 10)
 
     def __init__(self, graph: str | Path, settings: ModelSettings, threads: int | None = None):

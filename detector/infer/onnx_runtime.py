@@ -9,14 +9,13 @@ naming the file. No custom operators are loaded.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..models.settings import ModelSettings
-from .runtime import RUNTIMES, Runtime
+from .base import Runtime
 
 ONNX_FORMAT = "snnvit-yolo-onnx"
 STRIDES = (8, 16, 32)
@@ -36,22 +35,11 @@ def read_metadata(path: Path, meta: dict[str, str]) -> ModelSettings:
     unreadable."""
     if meta.get("format") != ONNX_FORMAT:
         raise ValueError(f"{path} is not an SNN-ViT-YOLO ONNX export (format tag missing)")
-    try:
-        names = {int(k): str(v) for k, v in json.loads(meta["names"]).items()}
-        imgsz = int(meta["imgsz"])
-        tis = meta.get("train_image_size") or ""
-        settings = ModelSettings(names=names, timesteps=int(meta["timesteps"]), levels=int(meta.get("levels", 1)),
-                                 train_imgsz=imgsz, train_image_size=int(tis) if tis.isdigit() else None,
-                                 input_size=imgsz, source=str(path))
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: unreadable metadata ({type(e).__name__}: {e})") from e
-    if sorted(names) != list(range(len(names))) or not names or not 32 <= imgsz <= 8192 or imgsz % 32:
-        raise ValueError(f"{path}: metadata out of bounds (classes {sorted(names)[:5]}..., imgsz {imgsz})")
-    return settings
+    return ModelSettings.from_metadata(meta, str(path))
 
 
 class OnnxRuntime(Runtime):
-    spec = RUNTIMES["onnx"]
+    name = "onnx"
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu", threads: int | None = None):
         require_onnx()

@@ -13,20 +13,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from .. import checks
 from ..io.frames import iter_frames
 from ..io.images import ImageReadError, expand_source
 from ..io.scene import LAZY_PIXELS, as_array, scene_shape
-from ..io.tiles import check_overlap, check_tiling
 from ..io.outputs import OutputFolder, next_run_folder
 from ..io.writers import close_writers, describe, make_writers, write_frame
 from ..models.settings import ModelSettings
-from .options import DETECT, OVERLAP, TILE_BATCH
+from .options import DetectOptions, build
 from .predict import predict_image
 from .runtime import Runtime, as_runtime, load_runtime
 from .tiled import PlanError, Progress, check_plan, predict_tiled
@@ -58,53 +56,26 @@ def resolve_tile(tile: int | str | None, settings: ModelSettings, imgsz: int, sh
     return int(tile)
 
 
-def check_model_options(conf: float, iou: float, max_det: int, imgsz: int | None, tile: int | str | None,
-                        overlap: float) -> None:
-    """The checks of the options every tool that runs a model over scenes shares (detect, survey)."""
-    checks.unit_interval("conf", conf)
-    checks.unit_interval("iou", iou)
-    checks.positive_int("max_det", max_det, 100_000)
-    if imgsz is not None:
-        checks.imgsz(imgsz)
-    if tile not in (None, "auto"):
-        check_tiling(tile, overlap)
-    check_overlap(overlap)
-
-
-def detect(
-    source: str | Path,
-    weights: str | Path | None = None,
-    out: str | Path | None = None,
-    conf: float = DETECT.conf,
-    iou: float = DETECT.iou,
-    imgsz: int | None = None,
-    outputs: Sequence[str] = ("image",),
-    device: str = "cpu",
-    max_det: int = DETECT.max_det,
-    vid_stride: int = 1,
-    tile: int | str | None = None,
-    overlap: float = OVERLAP,
-    model: Runtime | nn.Module | None = None,
-    verbose: bool = True,
-    geojson_crs: str = "wgs84",
-    runtime: str = "auto",
-) -> DetectSummary:
-    """Detect objects in every image (and video) of ``source`` and write ``outputs`` (writer names:
-    ``image``, ``txt``, ``json``, ``geojson``) into ``out`` (default: a fresh ``runs/detect/expN``).
-    The model is ``model`` (a runtime or a PyTorch module) or ``weights`` (a shipped model's name or a
-    path; default: the default shipped model) run by ``runtime`` (``detector.infer.RUNTIMES``).
-    ``imgsz`` defaults to the size the weights were trained at (640 if the checkpoint does not say);
-    ``tile``: None (whole images), a tile size in pixels, or ``auto``; ``max_det`` is per tile then.
+def detect(source: str | Path, weights: str | Path | None = None, out: str | Path | None = None,
+           options: DetectOptions | None = None, *, model: Runtime | nn.Module | None = None, verbose: bool = True,
+           **fields: Any) -> DetectSummary:
+    """Detect objects in every image (and video) of ``source`` and write ``options.outputs`` (writer
+    names: ``image``, ``txt``, ``json``, ``geojson``) into ``out`` (default: a fresh ``runs/detect/expN``).
+    ``options`` is a ``DetectOptions`` (or its fields as keywords: ``conf=0.1, tile="auto"``...). The
+    model is ``model`` (a runtime or a PyTorch module) or the weights (a shipped model's name or a
+    path; default: the default shipped model) run by ``options.runtime`` (``detector.infer.RUNTIMES``).
+    ``imgsz`` defaults to the size the weights were trained at (``ModelSettings.imgsz``); ``tile``:
+    None (whole images), a tile size in pixels, or ``auto``; ``max_det`` is per tile then.
     ``geojson_crs``: ``wgs84`` (RFC 7946 longitude/latitude) or ``native`` (the raster's own CRS), see
     ``detector.io.geojson``."""
-    check_model_options(conf, iou, max_det, imgsz, tile, overlap)
-    checks.positive_int("vid_stride", vid_stride)
+    o = build(DetectOptions, options, weights=weights, **fields)
+    tile, overlap, outputs, conf, iou, max_det = o.tile, o.overlap, o.outputs, o.conf, o.iou, o.max_det
     src = expand_source(source)
     folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)
-    rt = as_runtime(model) if model is not None else load_runtime(weights, device, runtime)
-    imgsz = rt.settings.check_imgsz(checks.image_size(imgsz, rt.settings.imgsz()))
+    rt = as_runtime(model) if model is not None else load_runtime(o.weights, o.device, o.runtime)
+    imgsz = rt.settings.check_imgsz(rt.settings.imgsz() if o.imgsz is None else o.imgsz)
     names = dict(rt.settings.names)
-    writers = make_writers(outputs, folder, names, {"geojson": {"crs": geojson_crs}})
+    writers = make_writers(outputs, folder, names, {"geojson": {"crs": o.geojson_crs}})
     folder.check_all(p for s in src.images for w in writers for p in w.planned(s))  # before any work
     folder.prepare()
     summary = DetectSummary(out_dir=folder.path, skipped=list(src.skipped))
@@ -120,7 +91,7 @@ def detect(
     # scene; above the whole-image byte limit always: a render then comes from a decimated read)
     lazy_pixels = LAZY_PIXELS if "image" not in outputs else None
     try:
-        for frame in iter_frames(src, vid_stride, on_skip, lazy=tile is not None, lazy_pixels=lazy_pixels):
+        for frame in iter_frames(src, o.vid_stride, on_skip, lazy=tile is not None, lazy_pixels=lazy_pixels):
             t0 = time.perf_counter()
             shape = scene_shape(frame.pixels)
             size = resolve_tile(tile, rt.settings, imgsz, shape)
@@ -130,7 +101,7 @@ def detect(
                     det = predict_image(rt, as_array(frame.pixels), imgsz, conf, iou, max_det).numpy()
                 else:
                     check_plan(shape, size, overlap, imgsz)  # out of bounds: this scene is skipped, in one line
-                    det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, conf, iou, max_det, TILE_BATCH,
+                    det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, conf, iou, max_det,
                                         Progress(label) if verbose else None, label)
             except (ImageReadError, PlanError) as e:
                 on_skip(frame.source, str(e))

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from ultralytics.utils.nms import non_max_suppression
 
-from .. import checks
 from ..io.letterbox import Letterbox
 from .options import DETECT
 from .runtime import Runtime, as_runtime
@@ -40,7 +39,8 @@ def predict_batch(model: Runtime | nn.Module, images: Sequence[np.ndarray], imgs
 def predict_image(model: Runtime | nn.Module, img_bgr: np.ndarray, imgsz: int | None = None, conf: float = DETECT.conf,
                   iou: float = DETECT.iou, max_det: int = DETECT.max_det) -> torch.Tensor:
     """Detections (N, 6) = x1, y1, x2, y2, score, class in original image pixels. ``imgsz``: the model's
-    own size (``ModelSettings.imgsz``) when None."""
+    own size (``ModelSettings.imgsz``) when None; a runtime built for one input size refuses others
+    when called (``OnnxRuntime``)."""
     rt = as_runtime(model)
-    imgsz = rt.settings.check_imgsz(checks.image_size(imgsz, rt.settings.imgsz()))
+    imgsz = rt.settings.imgsz() if imgsz is None else imgsz  # 0 is checked (letterbox), never the default
     return predict_batch(rt, [img_bgr], imgsz, conf, iou, max_det)[0]

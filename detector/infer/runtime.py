@@ -4,8 +4,9 @@ A ``Runtime`` is called on a letterboxed batch ``(B, 3, S, S)`` in [0, 1] on its
 the decoded predictions ``(B, 4 + nc, anchors)`` (boxes xywh in input pixels, class scores), which
 Ultralytics' NMS turns into detections; ``settings`` is the model's ``ModelSettings`` (class names,
 T, D, sizes). ``RUNTIMES`` is the table, one row per runtime: which weights files it runs (suffix), on
-which devices, and where its implementation lives. Adding a runtime (TorchScript, TensorRT...) is one
-row here and one module in this package.
+which devices, and where its implementation lives. Adding a runtime (TorchScript, TensorRT,
+OpenVINO...) is one row here and one module in this package; the table imports the runtime classes
+(when one is chosen), the classes (``detector.infer.base.Runtime`` subclasses) never see the table.
 
 ``load_runtime`` turns ``--weights`` (a shipped model's name or a path), ``--device`` and
 ``--runtime`` into a ready runtime; every tool loads through it. ``as_runtime`` wraps a PyTorch
@@ -19,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from ..models.settings import ModelSettings, settings_of
+from .base import ModuleRuntime, Runtime, RuntimeModule, as_runtime  # noqa: F401  (the runtimes' API, here for callers)
 
 
 @dataclass(frozen=True)
@@ -58,74 +58,6 @@ RUNTIMES: dict[str, RuntimeSpec] = {s.name: s for s in (
                 "int32 sums); graph built once per checkpoint and cached"),
 )}
 AUTO = {".pt": "eager", ".onnx": "onnx"}  # --runtime auto: by the weights' suffix
-
-
-class Runtime:
-    """A ready model (see the module docstring). ``module`` is the PyTorch model behind it, or None
-    (ONNX)."""
-
-    spec: RuntimeSpec = RUNTIMES["eager"]
-    module: nn.Module | None = None
-
-    def __init__(self, settings: ModelSettings, device: torch.device):
-        self.settings = settings
-        self.device = torch.device(device)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every runtime overrides it
-        raise NotImplementedError
-
-    def as_module(self) -> nn.Module:
-        """The runtime behind an ``nn.Module`` interface for Ultralytics' validator."""
-        return RuntimeModule(self)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.settings.source or 'model'} on {self.device})"
-
-
-class RuntimeModule(nn.Module):
-    """A runtime as the ``nn.Module`` Ultralytics' ``AutoBackend`` takes: forward runs the runtime;
-    ``names``, ``stride`` and ``yaml`` are the model's. No ``fuse`` method, so AutoBackend leaves it
-    as it is."""
-
-    def __init__(self, runtime: Runtime):
-        super().__init__()
-        self.runtime = runtime
-        src = runtime.module
-        self.settings = runtime.settings
-        self.names = dict(runtime.settings.names)
-        self.stride = src.stride if src is not None and hasattr(src, "stride") else torch.tensor([8.0, 16.0, 32.0])
-        self.yaml = dict(getattr(src, "yaml", {}) or {})
-
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.runtime(x)
-
-
-class ModuleRuntime(Runtime):
-    """A PyTorch module run as it is (not folded, not moved): a model someone already holds."""
-
-    def __init__(self, module: nn.Module, settings: ModelSettings | None = None):
-        device = next((p.device for p in module.parameters()), torch.device("cpu"))
-        super().__init__(settings or settings_of(module), device)
-        self.module = module
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.module(x)
-        return y[0] if isinstance(y, (tuple, list)) else y
-
-
-def as_runtime(model: Runtime | nn.Module) -> Runtime:
-    """``model`` if it is a runtime, else the PyTorch module wrapped as one (eval mode, nothing folded)."""
-    if isinstance(model, Runtime):
-        return model
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected a Runtime or an nn.Module, got {type(model).__name__}")
-    model.eval()
-    return ModuleRuntime(model)
 
 
 def choose_runtime(runtime: str | None, path: Path, device_kind: str) -> RuntimeSpec:

@@ -36,10 +36,10 @@ from torch import nn
 from ultralytics.utils import LOGGER
 
 from ..io.scene import read_window, scene_shape
-from ..io.tiles import check_tiling, tile_count, tile_grid
+from ..io.tiles import tile_count, tile_grid
 from .options import DETECT, MAX_TILES, MAX_UPSCALE, OVERLAP, TILE_BATCH
 from .predict import predict_batch
-from .runtime import Runtime, as_runtime
+from .runtime import RUNTIMES, Runtime, as_runtime
 
 EDGE_MARGIN = 2.0  # px: a box edge this close to an interior tile border counts as cut
 MERGE_IOS = 0.6  # intersection over the smaller box at which boxes of two tiles are one object
@@ -67,8 +67,8 @@ def fitting_tile(shape: tuple[int, ...], tile: int, overlap: float, imgsz: int) 
 
 def check_plan(shape: tuple[int, ...], tile: int, overlap: float, imgsz: int) -> int:
     """The number of tiles for a scene of ``shape``, or a one-line ``PlanError`` when the work is out of
-    bounds (module docstring), naming the count and a setting that fits."""
-    check_tiling(tile, overlap)
+    bounds (module docstring), naming the count and a setting that fits. ``tile`` and ``overlap`` are
+    checked values (the options records check them once, at the door)."""
     H, W = int(shape[0]), int(shape[1])
     if imgsz > MAX_UPSCALE * tile:
         raise PlanError(f"--imgsz {imgsz} would enlarge {tile} px tiles {imgsz / tile:.0f} times (at most "
@@ -143,13 +143,14 @@ def merge_tiles(det: np.ndarray, tile_of: np.ndarray, iou: float, ios: float = M
 @torch.no_grad()
 def predict_tiles(model: Runtime | nn.Module, scene, tiles: list[tuple[int, int, int, int]], imgsz: int, tile: int,
                   overlap: float = OVERLAP, conf: float = DETECT.conf, iou: float = DETECT.iou,
-                  max_det: int = DETECT.max_det, batch: int = TILE_BATCH,
+                  max_det: int = DETECT.max_det,
                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The boxes of some ``tiles`` (x0, y0, x1, y1) of a scene, before merging: (N, 7) = x1, y1, x2, y2,
     score, class in scene pixels and the index of the tile (in ``tiles``) each came from, cut boxes
     dropped (rule 1); and the corners (x0, y0) of the tiles that reached ``max_det``. A scene's tiles
     may be run in several calls (sliced inference on several processes): ``merge_tiles`` then takes
-    them together. ``progress(done)`` is called after every batch."""
+    them together. ``progress(done)`` is called after every batch of ``TILE_BATCH`` tiles."""
+    batch = TILE_BATCH
     rt = as_runtime(model)
     H, W = scene_shape(scene)[:2]
     overlap_px = tile * overlap
@@ -157,7 +158,7 @@ def predict_tiles(model: Runtime | nn.Module, scene, tiles: list[tuple[int, int,
     for k in range(0, len(tiles), batch):
         chunk = tiles[k:k + batch]
         crops = [read_window(scene, *t) for t in chunk]
-        dets = predict_batch(rt, crops, imgsz, conf, iou, max_det, pad_to=batch if rt.spec.static else None)
+        dets = predict_batch(rt, crops, imgsz, conf, iou, max_det, pad_to=batch if RUNTIMES[rt.name].static else None)
         for j, ((x0, y0, x1, y1), d) in enumerate(zip(chunk, dets)):
             if len(d) >= max_det:
                 full.append((x0, y0))
@@ -179,15 +180,14 @@ def warn_full_tiles(full: list[tuple[int, int]], max_det: int, source: str) -> N
 
 def predict_tiled(model: Runtime | nn.Module, scene, imgsz: int, tile: int, overlap: float = OVERLAP,
                   conf: float = DETECT.conf, iou: float = DETECT.iou, max_det: int = DETECT.max_det,
-                  batch: int = TILE_BATCH, progress: Callable[[int, int], None] | None = None,
-                  source: str = "scene") -> np.ndarray:
+                  progress: Callable[[int, int], None] | None = None, source: str = "scene") -> np.ndarray:
     """Detections (N, 6) = x1, y1, x2, y2, score, class in scene pixels, from tiles of ``tile`` px.
     ``scene``: a BGR array or a lazy scene (``detector.io.scene``). ``max_det``: per tile.
     ``progress(done, total)`` is called after every batch of tiles."""
     H, W = scene_shape(scene)[:2]
     total = check_plan((H, W), tile, overlap, imgsz)
     tiles = tile_grid((H, W), tile, overlap)
-    det, full = predict_tiles(model, scene, tiles, imgsz, tile, overlap, conf, iou, max_det, batch,
+    det, full = predict_tiles(model, scene, tiles, imgsz, tile, overlap, conf, iou, max_det,
                               None if progress is None else lambda done: progress(done, total))
     warn_full_tiles(full, max_det, source)
     return merge_tiles(det[:, :6], det[:, 6].astype(int), iou)

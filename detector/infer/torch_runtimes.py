@@ -33,7 +33,7 @@ from ..models.settings import settings_of
 from ..nn import kernels
 from ..nn.fold import fold_batchnorm
 from ..settings import cache_dir
-from .runtime import RUNTIMES, Runtime
+from .base import Runtime
 
 
 @contextmanager
@@ -53,7 +53,7 @@ def inductor_cache() -> Path:
 
 
 class EagerRuntime(Runtime):
-    spec = RUNTIMES["eager"]
+    name = "eager"
 
     def __init__(self, module: nn.Module, device: torch.device, amp: bool = False):
         super().__init__(settings_of(module), device)
@@ -84,7 +84,7 @@ class EagerRuntime(Runtime):
 
 
 class CompiledRuntime(EagerRuntime):
-    spec = RUNTIMES["compiled"]
+    name = "compiled"
 
     def __init__(self, module: nn.Module, device: torch.device, amp: bool = False):
         super().__init__(module, device, amp)
@@ -119,7 +119,7 @@ class CompiledRuntime(EagerRuntime):
 
 
 class CudaGraphRuntime(EagerRuntime):
-    spec = RUNTIMES["cudagraph"]
+    name = "cudagraph"
     WARMUP = 3  # eager runs on a side stream before capture (cuDNN / allocator warm-up, as PyTorch advises)
 
     def __init__(self, module: nn.Module, device: torch.device, amp: bool = False):

@@ -13,7 +13,7 @@ import torch
 from .images import ImageReadError, expand_source, is_image, read_image
 from .letterbox import letterbox_tensor
 from .scene import read_scene, read_window, scene_shape
-from .tiles import tile_grid
+from .tiles import OVERLAP, tile_grid
 
 
 def find_images(source: str | Path) -> list[Path]:
@@ -62,7 +62,7 @@ def load_letterboxed(path: str | Path, imgsz: int) -> torch.Tensor:
 
 def image_batches(paths: Sequence[str | Path], imgsz: int, batch_size: int = 1,
                   skipped: list[tuple[str, str]] | None = None, tile: int | None = None,
-                  overlap: float = 0.2) -> Iterator[torch.Tensor]:
+                  overlap: float = OVERLAP) -> Iterator[torch.Tensor]:
     """Batches (B, 3, imgsz, imgsz) of letterboxed images in [0, 1]; with ``tile``, of the letterboxed
     tiles of each image (the grid of sliced detection, ``detector.io.tiles``). An unreadable file is
     skipped with a warning and appended to ``skipped`` as (path, reason)."""

@@ -7,6 +7,8 @@ import math
 
 from ..checks import unit_interval
 
+OVERLAP = 0.2  # default overlap between neighbouring tiles, a fraction of the tile (detection, heatmaps, energy)
+
 
 def check_overlap(overlap: float) -> float:
     unit_interval("overlap", overlap)

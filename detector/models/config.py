@@ -1,5 +1,10 @@
 """Model configs: the n / s / m variants live in ``cfg/*.yaml``; a config is a plain dict so it is
-serialisable and travels inside every checkpoint (``model.yaml``).
+serialisable and travels inside every checkpoint (``model.yaml``). The defaults live in dataclass
+fields only: ``DetectorConfig`` (top level), ``SNNViTConfig`` (the backbone section,
+``detector.nn.backbone``) and ``NeckConfig`` (the neck section); ``load_config`` fills a config's
+missing keys from them, so YAMLs and checkpoints carry values only and the code reads every key
+directly. The sections themselves (backbone, neck, neuron, saccade) are required; the neuron's and the
+saccadic neuron's options default in their constructors (``detector.nn.neurons``).
 
 Top-level keys:
     nc         number of classes (the dataset's count overrides it when training)
@@ -20,16 +25,66 @@ Top-level keys:
 from __future__ import annotations
 
 import copy
+import dataclasses
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 
+from ..nn.backbone import SNNViTConfig
+
 CFG_DIR = Path(__file__).resolve().parent / "cfg"
 VARIANTS = ("n", "s", "m")
-TOP_KEYS = {"nc", "timesteps", "reg_max", "backbone", "neck", "neuron", "saccade", "names", "channels", "cls_prior",
-            "readout"}
-BACKBONE_KEYS = {"widths", "depths", "heads", "mlp_ratio", "attn", "dilations"}
-NECK_KEYS = {"widths", "depth"}
+SECTIONS = ("backbone", "neck", "neuron", "saccade")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The top-level keys of a model config and their defaults (the module docstring says what each is)."""
+
+    nc: int = 80
+    timesteps: int = SNNViTConfig.timesteps
+    reg_max: int = 16
+    channels: int = 3
+    readout: str = "spikes"
+    cls_prior: float | None = None
+    names: dict | None = None
+
+
+@dataclass(frozen=True)
+class NeckConfig:
+    """The spiking PAN neck: output channels at P3, P4, P5 (None: the backbone's P3-P5 widths) and
+    spiking res blocks per stage."""
+
+    widths: tuple[int, ...] | None = None
+    depth: int = 1
+
+
+TOP_KEYS = {f.name for f in fields(DetectorConfig)} | set(SECTIONS)
+# the backbone section: SNNViTConfig's own fields; T, neuron and saccade come from the top level
+BACKBONE_KEYS = {f.name for f in fields(SNNViTConfig)} - {"timesteps", "neuron", "saccade"}
+NECK_KEYS = {f.name for f in fields(NeckConfig)}
+
+
+def _defaults(cls: type, keys: set[str]) -> dict:
+    """The field defaults of the dataclass ``cls`` for ``keys``, as plain values (tuples as lists)."""
+    out = {}
+    for f in fields(cls):
+        if f.name in keys:
+            v = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def with_defaults(d: dict) -> dict:
+    """``d`` (its sections already mappings) with every missing key filled from the dataclass defaults."""
+    out = {**_defaults(DetectorConfig, TOP_KEYS), **d}
+    out["backbone"] = {**_defaults(SNNViTConfig, BACKBONE_KEYS), **d["backbone"]}
+    neck = {**_defaults(NeckConfig, NECK_KEYS), **d["neck"]}
+    if neck["widths"] is None:
+        neck["widths"] = list(out["backbone"]["widths"][2:])
+    out["neck"] = neck
+    return out
 
 
 def variant_path(name: str) -> Path:
@@ -62,10 +117,8 @@ def load_config(cfg: str | Path | dict | None = "n", **overrides: Any) -> dict:
         if v is not None:
             d[k] = v
     variant = d.pop("variant", None)
-    d.setdefault("nc", 80)
-    d.setdefault("timesteps", 4)
-    d.setdefault("reg_max", 16)
-    d.setdefault("channels", 3)
+    _check_sections(d)
+    d = with_defaults(d)
     validate_config(d)
     if variant:
         if not isinstance(variant, str) or len(variant) > 100:
@@ -93,46 +146,51 @@ def _ints(name: str, v: Any, n: int | None, lo_hi: tuple[int, int]) -> list[int]
     return [_int(f"{name}[{i}]", x, lo_hi) for i, x in enumerate(v)]
 
 
-def validate_config(d: dict) -> None:
-    """Check every key and value of a model config with bounds; raise ValueError naming the field.
-    Runs before any module is built, so a bad config costs nothing."""
-    from ..nn.attention import ATTENTIONS
-    from ..nn.neurons import make_neuron
-
+def _check_sections(d: dict) -> None:
+    """Known top-level keys, the four sections present as mappings with known keys."""
     unknown = set(d) - TOP_KEYS - {"variant"}
     if unknown:
         raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-    for section in ("backbone", "neck", "neuron", "saccade"):
+    for section in SECTIONS:
         if not isinstance(d.get(section), dict):
             raise ValueError(f"model config: '{section}' is missing or not a mapping")
     for section, keys in (("backbone", BACKBONE_KEYS), ("neck", NECK_KEYS)):
         bad = set(d[section]) - keys
         if bad:
             raise ValueError(f"unknown {section} config keys: {sorted(bad)}")
+
+
+def validate_config(d: dict) -> None:
+    """Check every key and value of a resolved model config (``with_defaults``) with bounds; raise
+    ValueError naming the field. Runs before any module is built, so a bad config costs nothing."""
+    from ..nn.attention import ATTENTIONS
+    from ..nn.neurons import make_neuron
+
+    _check_sections(d)
     nc = _int("nc", d["nc"], LIMITS["nc"])
     _int("timesteps", d["timesteps"], LIMITS["timesteps"])
     _int("reg_max", d["reg_max"], LIMITS["reg_max"])
-    _int("channels", d.get("channels", 3), LIMITS["channels"])
+    _int("channels", d["channels"], LIMITS["channels"])
     bb = d["backbone"]
-    widths = _ints("backbone.widths", bb.get("widths", [16, 32, 64, 128, 256]), 5, LIMITS["width"])
-    _ints("backbone.depths", bb.get("depths", [1, 2, 1]), 3, LIMITS["depth"])
-    heads = _ints("backbone.heads", bb.get("heads", [2, 4]), 2, LIMITS["heads"])
+    widths = _ints("backbone.widths", bb["widths"], 5, LIMITS["width"])
+    _ints("backbone.depths", bb["depths"], 3, LIMITS["depth"])
+    heads = _ints("backbone.heads", bb["heads"], 2, LIMITS["heads"])
     for dim, nh in zip(widths[3:], heads):
         if dim % nh:
             raise ValueError(f"model config: backbone width {dim} is not divisible by {nh} heads")
-    _ints("backbone.dilations", bb.get("dilations", [1, 2]), None, LIMITS["dilation"])
-    if len(bb.get("dilations", [1, 2])) > LIMITS["branches"][1]:
+    _ints("backbone.dilations", bb["dilations"], None, LIMITS["dilation"])
+    if len(bb["dilations"]) > LIMITS["branches"][1]:
         raise ValueError(f"model config: at most {LIMITS['branches'][1]} GL-SPS dilations")
-    ratio = bb.get("mlp_ratio", 4.0)
+    ratio = bb["mlp_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < float(ratio) <= 16:
         raise ValueError(f"model config: backbone.mlp_ratio must be a number in (0, 16], got {ratio!r}")
-    if bb.get("attn", "sssa_v2") not in ATTENTIONS:
-        raise ValueError(f"model config: backbone.attn must be one of {sorted(ATTENTIONS)}, got {bb.get('attn')!r}")
+    if bb["attn"] not in ATTENTIONS:
+        raise ValueError(f"model config: backbone.attn must be one of {sorted(ATTENTIONS)}, got {bb['attn']!r}")
     nk = d["neck"]
-    _ints("neck.widths", nk.get("widths", widths[2:]), 3, LIMITS["width"])
-    _int("neck.depth", nk.get("depth", 1), LIMITS["depth"])
+    _ints("neck.widths", nk["widths"], 3, LIMITS["width"])
+    _int("neck.depth", nk["depth"], LIMITS["depth"])
     nu = d["neuron"]
-    if not isinstance(nu.get("name", "lif"), str):
+    if "name" in nu and not isinstance(nu["name"], str):
         raise ValueError("model config: neuron.name must be a string")
     try:
         make_neuron(**nu)  # the registry checks names, options and values; a neuron holds no tensors
@@ -143,15 +201,17 @@ def validate_config(d: dict) -> None:
     if bad:
         raise ValueError(f"unknown saccade config keys: {sorted(bad)}")
     for key in ("vth_init", "alpha"):
-        v = sac.get(key, 1.0)
+        if key not in sac:
+            continue  # the saccadic neuron's own default
+        v = sac[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (abs(float(v)) < 1e6 and v == v):
             raise ValueError(f"model config: saccade.{key} must be a finite number, got {v!r}")
-    if d.get("readout", "spikes") not in ("spikes", "current"):
-        raise ValueError(f"model config: readout must be spikes or current, got {d.get('readout')!r}")
-    prior = d.get("cls_prior")
+    if d["readout"] not in ("spikes", "current"):
+        raise ValueError(f"model config: readout must be spikes or current, got {d['readout']!r}")
+    prior = d["cls_prior"]
     if prior is not None and (isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 < prior < 0.5):
         raise ValueError(f"model config: cls_prior must be a probability in (0, 0.5), got {prior!r}")
-    names = d.get("names")
+    names = d["names"]
     if names is not None:
         if isinstance(names, (list, tuple)):
             names = dict(enumerate(names))

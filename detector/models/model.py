@@ -34,24 +34,21 @@ class SNNViTYOLO(DetectionModel):
             raise ValueError("SNN-ViT-YOLO takes 3-channel images")
         self.yaml = load_config(cfg, nc=nc, timesteps=timesteps)
         y = self.yaml
-        bb = SNNViTConfig.from_dict(
-            {**y.get("backbone", {}), "timesteps": y["timesteps"], "neuron": y["neuron"], "saccade": y["saccade"]}
-        )
+        bb = SNNViTConfig.from_dict({**y["backbone"], "timesteps": y["timesteps"], "neuron": y["neuron"],
+                                     "saccade": y["saccade"]})
         backbone = SNNViT(bb)
-        neck_cfg = y.get("neck", {})
-        neck = SpikingPAN(backbone.out_channels, neck_cfg.get("widths", backbone.out_channels),
-                          int(neck_cfg.get("depth", 1)), y["neuron"])
+        neck = SpikingPAN(backbone.out_channels, y["neck"]["widths"], int(y["neck"]["depth"]), y["neuron"])
         head = SpikingDetect(int(y["nc"]), neck.out_channels, y["neuron"], reg_max=int(y["reg_max"]),
-                             readout=y.get("readout", "spikes"))
+                             readout=y["readout"])
         self.model = nn.ModuleList([backbone, neck, head])  # model[-1] is the Detect head, as Ultralytics expects
         self.save = []
         self.inplace = True
-        names = y.get("names")
+        names = y["names"]
         self.names = {int(k): str(v) for k, v in names.items()} if names else {i: str(i) for i in range(y["nc"])}
         head.stride = torch.tensor([float(s) for s in backbone.strides])
         self.stride = head.stride
         initialize_weights(self)
-        head.bias_init(y.get("cls_prior"))
+        head.bias_init(y["cls_prior"])
         if verbose:
             self.info()
             LOGGER.info("")

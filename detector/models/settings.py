@@ -1,15 +1,20 @@
 """The one record of a model's settings that inference needs, whatever runs the model.
 
-A checkpoint (``detector.weights``), an ONNX file's metadata (``detector.infer.onnx_runtime``) and a
-model built in memory all describe themselves with a ``ModelSettings``; detection, validation,
-heatmaps, energy and export read it instead of attributes set here and there on the model.
+A checkpoint (``detector.weights``), an export's metadata and a model built in memory all describe
+themselves with a ``ModelSettings``; detection, validation, heatmaps, energy and export read it
+instead of attributes set here and there on the model. ``to_metadata`` / ``from_metadata`` are the one
+spelling of the record as an export's string metadata (every export format writes it, every runtime
+of an export reads it).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from torch import nn
+
+DEFAULT_IMGSZ = 640  # the input size of a model that records no training size (every tool's fallback)
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class ModelSettings:
     input_size: int | None = None
     source: str = ""
 
-    def imgsz(self, fallback: int = 640) -> int:
+    def imgsz(self, fallback: int = DEFAULT_IMGSZ) -> int:
         """The inference size to use when none is given."""
         return int(self.input_size or self.train_imgsz or fallback)
 
@@ -40,6 +45,29 @@ class ModelSettings:
             raise ValueError(f"{self.source or 'this model'} takes {self.input_size} x {self.input_size} inputs only "
                              f"(a fixed-size graph); run with --imgsz {self.input_size}")
         return int(imgsz)
+
+    def to_metadata(self) -> dict[str, str]:
+        """The record as string metadata of a model exported at one input size (``imgsz()``)."""
+        return {"names": json.dumps({int(k): v for k, v in self.names.items()}), "imgsz": str(self.imgsz()),
+                "timesteps": str(int(self.timesteps)), "levels": str(int(self.levels)),
+                "train_image_size": str(self.train_image_size or "")}
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str) -> "ModelSettings":
+        """The record ``to_metadata`` wrote (the model takes ``imgsz`` inputs only); a ValueError naming
+        ``source`` when it is unreadable or out of bounds."""
+        try:
+            names = {int(k): str(v) for k, v in json.loads(meta["names"]).items()}
+            imgsz = int(meta["imgsz"])
+            tis = meta.get("train_image_size") or ""
+            settings = cls(names=names, timesteps=int(meta["timesteps"]), levels=int(meta.get("levels", 1)),
+                           train_imgsz=imgsz, train_image_size=int(tis) if tis.isdigit() else None, input_size=imgsz,
+                           source=str(source))
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f"{source}: unreadable metadata ({type(e).__name__}: {e})") from e
+        if sorted(names) != list(range(len(names))) or not names or not 32 <= imgsz <= 8192 or imgsz % 32:
+            raise ValueError(f"{source}: metadata out of bounds (classes {sorted(names)[:5]}..., imgsz {imgsz})")
+        return settings
 
 
 def settings_of(model: nn.Module) -> ModelSettings:

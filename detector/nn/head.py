@@ -109,7 +109,8 @@ def _max_logit_1x1(m: TemporalMeanConv, levels: int) -> torch.Tensor:
 class SpikingDetect(Detect):
     """Anchor-free DFL detect head on spike maps ``(T, B, C, H, W)``."""
 
-    def __init__(self, nc: int, ch: tuple[int, ...], neuron: dict, reg_max: int = 16, readout: str = "spikes"):
+    def __init__(self, nc: int, ch: tuple[int, ...], neuron: dict, *, reg_max: int, readout: str):
+        # reg_max and readout come from the model config (detector.models.config: their defaults live there)
         super().__init__(nc=nc, reg_max=reg_max, end2end=False, ch=ch)
         if readout not in READOUTS:
             raise ValueError(f"head readout must be one of {READOUTS}, got {readout!r}")

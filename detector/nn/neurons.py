@@ -94,11 +94,15 @@ class FusedNeuron(SpikingNeuron):
     no per-timestep tensors. ``params`` are the kernel's settings (see ``kernels.LIFParams`` /
     ``kernels.ILIFParams``)."""
 
-    def __init__(self, params, levels: int = 1):
+    def __init__(self, params):
         super().__init__()
         self.params = params
-        self.levels = int(levels)
         self._v: torch.Tensor | None = None
+
+    @property
+    def levels(self) -> int:
+        """D, as the kernel's settings state it."""
+        return int(self.params.levels)
 
     def reset_state(self) -> None:
         self._v = None
@@ -160,7 +164,7 @@ def ilif_neuron(max_spikes: int = 4, tau: float = 4.0 / 3.0, v_threshold: float 
         raise ValueError(f"max_spikes must be an integer in 1..64, got {max_spikes!r}")
     params = kernels.ilif_params(tau, v_threshold, max_spikes, detach_reset)
     if _pick(backend, params is not None, "ilif") == "fused":
-        return FusedNeuron(params, levels=max_spikes)
+        return FusedNeuron(params)
     sg = sj_surrogate.MultiLevelSpikeCount(int(max_spikes))
     node = sj_neuron.ILIFNode(tau=float(tau), v_threshold=v_threshold, surrogate_function=sg,
                               detach_reset=detach_reset, step_mode="m")
@@ -188,11 +192,6 @@ def make_neuron(name: str = "lif", **options) -> SpikingNeuron:
     if bad:
         raise ValueError(f"neuron {name!r} takes no option {bad[0]!r}; its options: {allowed}")
     return NEURONS[name](**options)
-
-
-def spike_levels(neuron: dict) -> int:
-    """D of a neuron config: the largest spike count per timestep (1 for binary neurons)."""
-    return int(neuron.get("max_spikes", 4)) if neuron.get("name", "lif") == "ilif" else 1
 
 
 # --------------------------------------------------------------------------------------------

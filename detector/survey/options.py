@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from .. import checks
-from ..infer.options import DETECT, OVERLAP
+from ..infer.options import DETECT, OVERLAP, check_model_options
 from ..io.scene import LAZY_PIXELS
 
 SCHEDULER = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/]+$")
@@ -55,8 +55,6 @@ class SurveyOptions:
     merge: bool = False
 
     def __post_init__(self) -> None:
-        from ..infer.pipeline import check_model_options
-
         check_model_options(self.conf, self.iou, self.max_det, self.imgsz, self.tile, self.overlap)
         checks.positive_int("workers", self.workers, 4096)
         checks.positive_int("split_pixels", self.split_pixels, 1 << 40)

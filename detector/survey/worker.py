@@ -109,7 +109,6 @@ def scene_task(scene: SceneRef, opts: SurveyOptions) -> SceneResult:
     """Open a scene; detect on it whole (a small scene), or return its tile grid (a scene of more than
     ``split_pixels`` pixels, whose tiles the client sends out as tiles tasks)."""
     from ..infer import predict_image, predict_tiled, resolve_tile
-    from ..infer.options import TILE_BATCH
     from ..infer.tiled import check_plan
     from ..io.geo import GeoError
     from ..io.images import ImageReadError
@@ -130,7 +129,7 @@ def scene_task(scene: SceneRef, opts: SurveyOptions) -> SceneResult:
             out.n_tiles = check_plan(out.shape, out.tile, opts.overlap, imgsz)
             if isinstance(pixels, np.ndarray) or out.n_tiles <= opts.tiles_per_task:
                 out.det = predict_tiled(rt, pixels, imgsz, out.tile, opts.overlap, opts.conf, opts.iou, opts.max_det,
-                                        TILE_BATCH, None, scene.path)
+                                        None, scene.path)
             else:
                 out.tiles = tile_grid(out.shape[:2], out.tile, opts.overlap)
     except (ImageReadError, GeoError, ValueError, OSError) as e:
@@ -142,7 +141,6 @@ def scene_task(scene: SceneRef, opts: SurveyOptions) -> SceneResult:
 def tiles_task(scene: SceneRef, opts: SurveyOptions, tiles: list[tuple[int, int, int, int]], first: int,
                tile: int) -> TilesResult:
     """The boxes of ``tiles`` (the scene's tiles ``first``, ``first + 1``, ...), not yet merged."""
-    from ..infer.options import TILE_BATCH
     from ..infer.tiled import predict_tiles
     from ..io.images import ImageReadError
 
@@ -152,8 +150,7 @@ def tiles_task(scene: SceneRef, opts: SurveyOptions, tiles: list[tuple[int, int,
     try:
         imgsz = rt.settings.check_imgsz(opts.imgsz or rt.settings.imgsz())
         pixels, _ = open_pixels(scene, opts.split_pixels)
-        det, full = predict_tiles(rt, pixels, tiles, imgsz, tile, opts.overlap, opts.conf, opts.iou, opts.max_det,
-                                  TILE_BATCH)
+        det, full = predict_tiles(rt, pixels, tiles, imgsz, tile, opts.overlap, opts.conf, opts.iou, opts.max_det)
     except (ImageReadError, ValueError, OSError) as e:
         return TilesResult(np.zeros((0, 7)), [], 0, sha, time.perf_counter() - t0, _one_line(e))
     det[:, 6] += first

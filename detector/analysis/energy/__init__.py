@@ -17,6 +17,7 @@ short (each is stated where it is implemented):
 from .counting import conv_fanout, is_spike_map, time_passes
 from .meter import EnergyMeter, UncountableModuleError, default_runner, measure_energy
 from .report import EnergyReport, LayerEnergy
+from .run import EnergyOptions, EnergyRun, measure
 
-__all__ = ["EnergyMeter", "EnergyReport", "LayerEnergy", "UncountableModuleError", "conv_fanout", "default_runner",
+__all__ = ["EnergyMeter", "EnergyOptions", "EnergyReport", "EnergyRun", "measure", "LayerEnergy", "UncountableModuleError", "conv_fanout", "default_runner",
            "is_spike_map", "measure_energy", "time_passes"]

@@ -7,9 +7,9 @@ timestep), ``panel`` (token maps back to image pixels through the letterbox; PNG
 from .capture import BlockCapture, SSSACapture, find_sssa_blocks, select_blocks
 from .panel import (INTERPOLATIONS, BlockMaps, HeatmapResult, block_maps, check_timesteps, grid_to_image,
                     panel_figsize, render_panel, save_npz, tokens_to_grid)
-from .run import HeatmapSummary, calibrate_bn, heatmap_image, heatmaps, untrained_label, untrained_model
+from .run import HeatmapOptions, HeatmapSummary, calibrate_bn, heatmap_image, heatmaps, untrained_label, untrained_model
 
 __all__ = ["BlockCapture", "SSSACapture", "find_sssa_blocks", "select_blocks", "INTERPOLATIONS", "BlockMaps",
            "HeatmapResult", "block_maps", "check_timesteps", "grid_to_image", "panel_figsize",
-           "render_panel", "save_npz", "tokens_to_grid", "HeatmapSummary", "calibrate_bn", "heatmap_image", "heatmaps",
+           "render_panel", "save_npz", "tokens_to_grid", "HeatmapOptions", "HeatmapSummary", "calibrate_bn", "heatmap_image", "heatmaps",
            "untrained_label", "untrained_model"]

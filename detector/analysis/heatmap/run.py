@@ -18,12 +18,11 @@ import torch
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from ... import checks
-from ...devices import resolve_device
-from ...infer.options import DETECT
+from ...checks import positive_int
+from ...infer.options import DETECT, OVERLAP, ModelOptions, build, opt, tiling
 from ...infer.predict import predict_image
 from ...infer.runtime import load_torch_model
-from ...models.settings import settings_of
+from ...models.settings import DEFAULT_IMGSZ, settings_of
 from ...io.images import ImageReadError, expand_source
 from ...io.scene import as_array, read_scene, read_window, scene_shape
 from ...io.letterbox import Letterbox, letterbox_tensor
@@ -32,11 +31,11 @@ from .capture import SSSACapture, find_sssa_blocks, select_blocks
 from .panel import INTERPOLATIONS, HeatmapResult, block_maps, check_dpi, check_timesteps, render_panel, save_npz
 
 
-def heatmap_image(model: nn.Module, img_bgr: np.ndarray, imgsz: int = 640, conf: float = DETECT.conf,
-                  iou: float = DETECT.iou, max_det: int = DETECT.max_det, blocks: Iterable[str | int] | None = None, interp: str = "bilinear",
-                  source: str = "", label: str = "") -> HeatmapResult:
-    """Detect and capture the SSSA maps of one BGR image with a single forward pass."""
-    checks.imgsz(imgsz)
+def heatmap_image(model: nn.Module, img_bgr: np.ndarray, imgsz: int, conf: float = DETECT.conf,
+                  iou: float = DETECT.iou, max_det: int = DETECT.max_det, blocks: Iterable[str | int] | None = None,
+                  interp: str = "bilinear", source: str = "", label: str = "") -> HeatmapResult:
+    """Detect and capture the SSSA maps of one BGR image with a single forward pass (``imgsz``: a checked
+    input size, as ``HeatmapOptions`` checks it)."""
     model.eval()
     with SSSACapture(model, blocks) as cap:
         det = predict_image(model, img_bgr, imgsz, conf, iou, max_det)
@@ -57,8 +56,8 @@ def calibrate_bn(model: nn.Module, images: Sequence[np.ndarray], imgsz: int, bat
                                   for k in range(0, len(images), batch)))
 
 
-def untrained_model(variant: str = "n", seed: int = 0, calib_images: Sequence[np.ndarray] = (), imgsz: int = 640,
-                    nc: int = 1):
+def untrained_model(variant: str = "n", seed: int = 0, calib_images: Sequence[np.ndarray] = (),
+                    imgsz: int = DEFAULT_IMGSZ, nc: int = 1):
     """A freshly initialised SNN-ViT-YOLO (seeded; the global RNG is left untouched), with batch-norm
     statistics calibrated on ``calib_images`` (see the module docstring). Returns (model, label)."""
     from ...models import SNNViTYOLO
@@ -77,6 +76,42 @@ def untrained_label(variant: str, seed: int, n_calib: int) -> str:
     return f"UNTRAINED {variant} (seed {seed}, {bn})"
 
 
+@dataclass(frozen=True)
+class HeatmapOptions(ModelOptions):
+    """``heatmaps``' options (``detector.analysis.heatmap``). ``variant``: an untrained variant instead of
+    weights (batch norm calibrated on the first ``calib`` images)."""
+
+    variant: str | None = opt(None, "an UNTRAINED variant instead of weights (seeded; batch-norm statistics calibrated "
+                                    "on the first --calib source images); panels are labelled untrained", flag="--model",
+                              choices=("n", "s", "m"))
+    seed: int = opt(0, "initialisation seed for --model", type=int)
+    calib: int = opt(8, "images used to calibrate batch norm for --model", type=int)
+    blocks: tuple[str, ...] | None = opt(None, "SSSA blocks to show, by index or name substring (e.g. 0 2, or p5); "
+                                               "default all", nargs="+")
+    timesteps: tuple[int, ...] | None = opt(None, "timesteps to show; default all", type=int, nargs="+")
+    conf: float = opt(DETECT.conf, "confidence threshold", type=float)
+    iou: float = opt(DETECT.iou, "NMS IoU threshold", type=float)
+    max_det: int = opt(DETECT.max_det, "most detections per image", type=int)
+    max_images: int | None = opt(None, "process only the first N images", type=int)
+    interp: str = opt("bilinear", "salience upsampling (nearest shows the token grid)", choices=INTERPOLATIONS)
+    dpi: int = opt(100, "panel resolution (bounded by the panel's size: detector.analysis.heatmap.panel.check_dpi)",
+                   type=int)
+    save_raw: bool = opt(False, "also write the raw maps as .npz", flag="--save-npz", action="store_true")
+    tile: int | None = opt(None, "cut each image into the tiles of sliced detection (SIZE px) and show each tile",
+                           type=int, metavar="SIZE")
+    overlap: float = opt(OVERLAP, "overlap between tiles, a fraction", type=float)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.interp not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {self.interp!r}; choose from {INTERPOLATIONS}")
+        if self.max_images is not None:  # a slice [:-1] would silently drop the last image
+            positive_int("max_images", self.max_images)
+        if isinstance(self.calib, bool) or not isinstance(self.calib, int) or self.calib < 0:
+            raise ValueError(f"calib must be a non-negative integer, got {self.calib!r}")
+        tiling(self.tile, self.overlap, auto=False)
+
+
 @dataclass
 class HeatmapSummary:
     out_dir: Path
@@ -87,35 +122,14 @@ class HeatmapSummary:
     label: str = ""
 
 
-def heatmaps(
-    source: str | Path,
-    weights: str | Path | None = None,
-    out: str | Path | None = None,
-    blocks: Iterable[str | int] | None = None,
-    timesteps: Sequence[int] | None = None,
-    imgsz: int | None = None,
-    conf: float = DETECT.conf,
-    iou: float = DETECT.iou,
-    max_det: int = DETECT.max_det,
-    variant: str | None = None,
-    seed: int = 0,
-    calib: int = 8,
-    save_raw: bool = False,
-    max_images: int | None = None,
-    interp: str = "bilinear",
-    dpi: int = 100,
-    model: nn.Module | None = None,
-    label: str | None = None,
-    keep: bool = False,
-    verbose: bool = True,
-    tile: int | None = None,
-    overlap: float = 0.2,
-    device: str = "cpu",
-) -> HeatmapSummary:
+def heatmaps(source: str | Path, weights: str | Path | None = None, out: str | Path | None = None,
+             options: HeatmapOptions | None = None, *, model: nn.Module | None = None, label: str | None = None,
+             keep: bool = False, verbose: bool = True, **fields) -> HeatmapSummary:
     """Write one panel PNG (and optionally one .npz) per image of ``source`` into ``out`` (default: a
-    fresh ``runs/heatmap/expN``; the output rules are ``detector.io.writers.OutputFolder``'s). With
-    ``tile``, every image is cut into the tiles sliced detection uses (``detector.io.tiles``) and
-    each tile gets its own panel, named after its origin (``STEM_x0_y0_heatmap.png``).
+    fresh ``runs/heatmap/expN``; the output rules are ``detector.io.writers.OutputFolder``'s); ``options``
+    is a ``HeatmapOptions`` (or its fields as keywords). With ``tile``, every image is cut into the tiles
+    sliced detection uses (``detector.io.tiles``) and each tile gets its own panel, named after its
+    origin (``STEM_x0_y0_heatmap.png``).
 
     The model is ``model`` if given, else an untrained ``variant`` (n/s/m, BN calibrated on the first
     ``calib`` source images, ``max_images`` notwithstanding), else the checkpoint ``weights`` (a shipped
@@ -123,18 +137,8 @@ def heatmaps(
     missing file raises ``FileNotFoundError`` saying how to proceed. ``keep`` keeps every ``HeatmapResult`` (maps
     in memory) in the summary; otherwise only paths are returned.
     """
-    if interp not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {interp!r}; choose from {INTERPOLATIONS}")
-    if imgsz is not None:
-        checks.imgsz(imgsz)
-    if max_images is not None:  # a slice [:-1] would silently drop the last image
-        checks.positive_int("max_images", max_images)
-    if isinstance(calib, bool) or not isinstance(calib, int) or calib < 0:
-        raise ValueError(f"calib must be a non-negative integer, got {calib!r}")
-    if tile is not None:
-        from ...io.tiles import check_tiling
-
-        check_tiling(tile, overlap)
+    o = build(HeatmapOptions, options, weights=weights, **fields)
+    max_images, variant, tile, overlap, blocks, timesteps = o.max_images, o.variant, o.tile, o.overlap, o.blocks, o.timesteps
     src = expand_source(source)
     paths = src.images[:max_images] if max_images else src.images
     folder = OutputFolder(next_run_folder("runs/heatmap/exp") if out is None else out, src.images, src.root, src.folders)
@@ -150,12 +154,12 @@ def heatmaps(
             return None
 
     if model is None and variant:
-        model, _ = untrained_model(variant, seed)  # batch norm calibrated below, once the options are checked
-        model.to(resolve_device(device).torch)
+        model, _ = untrained_model(variant, o.seed)  # batch norm calibrated below, once the options are checked
+        model.to(o.device.torch)
         auto_label = None
     elif model is None:
         try:
-            model = load_torch_model(weights, device)
+            model = load_torch_model(o.weights, o.device)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e}; or --model n|s|m to look at an untrained model") from e
         auto_label = f"weights {Path(settings_of(model).source).name}"
@@ -163,17 +167,17 @@ def heatmaps(
         auto_label = "model"
     label = label or auto_label
     summary.label = label
-    imgsz = checks.image_size(imgsz, settings_of(model).imgsz())  # the weights' training size; 640 for an untrained model
+    imgsz = settings_of(model).imgsz() if o.imgsz is None else o.imgsz  # the weights' training size; the default for an untrained model
     # fail on a bad --blocks / --timesteps before any image is processed
     found = find_sssa_blocks(model)
     if not found:
         raise ValueError("the model has no SSSA blocks (is its attention 'ssa'?); nothing to show")
     shown = select_blocks([n for n, _ in found], blocks)
-    check_dpi(dpi, len(shown), len(check_timesteps(timesteps, found[0][1].saccade.T)))  # the canvas is bounded
+    check_dpi(o.dpi, len(shown), len(check_timesteps(timesteps, found[0][1].saccade.T)))  # the canvas is bounded
     if auto_label is None:
-        calib_imgs = [im for im in (load(p, record=False) for p in src.images[:calib]) if im is not None]
+        calib_imgs = [im for im in (load(p, record=False) for p in src.images[:o.calib]) if im is not None]
         n = calibrate_bn(model, calib_imgs, imgsz) if calib_imgs else 0
-        label = label or untrained_label(variant, seed, n)
+        label = label or untrained_label(variant, o.seed, n)
         summary.label = label
     model.eval()
     if tile is None:
@@ -185,11 +189,11 @@ def heatmaps(
             if img is None:
                 continue
             for name, part, origin in image_parts(img, folder.stem(p), tile, overlap):
-                res = heatmap_image(model, part, imgsz, conf, iou, max_det, blocks, interp,
+                res = heatmap_image(model, part, imgsz, o.conf, o.iou, o.max_det, blocks, o.interp,
                                     str(p) + (f" tile at {origin}" if origin else ""), label)
                 panel = folder.claim(folder.path / f"{name}_heatmap.png")
-                summary.panels.append(render_panel(res, panel, timesteps, dpi, interp))
-                if save_raw:
+                summary.panels.append(render_panel(res, panel, timesteps, o.dpi, o.interp))
+                if o.save_raw:
                     summary.npz.append(save_npz(res, folder.claim(folder.path / f"{name}_heatmap.npz")))
                 if keep:
                     summary.results.append(res)

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..neurons import make_neuron, spike_levels
+from ..neurons import make_neuron
 from ..opcount import Op
 from ..synapse import conv_bn
 from ..time import check_seq
@@ -73,7 +73,6 @@ class SpikingAttention(nn.Module):
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.dim, self.heads = dim, heads
-        self.levels = spike_levels(neuron)  # D: counts per spike, 1 for binary neurons
         self.in_lif = make_neuron(**neuron)
         self.q = conv_bn(dim, dim)
         self.k = conv_bn(dim, dim)
@@ -81,6 +80,12 @@ class SpikingAttention(nn.Module):
         self.q_lif, self.k_lif, self.v_lif = (make_neuron(**neuron) for _ in range(3))
         self.proj = conv_bn(dim, dim)
         self.tap = Tap()
+
+    @property
+    def levels(self) -> int:
+        """D of the attention's spikes (1 for binary neurons), asked of its input neuron: all four of its
+        neurons are made from one neuron config."""
+        return self.in_lif.levels
 
     def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Q, K, V spikes, each (T, B, C, H, W)."""

@@ -1,4 +1,5 @@
-"""ONNX export: the spiking detector as a graph that ONNX Runtime runs, without PyTorch.
+"""ONNX export (the ``onnx`` row of ``detector.export.EXPORTS``): the spiking detector as a graph that
+ONNX Runtime runs, without PyTorch.
 
 The exported graph is the integer (fast CPU) form of the model at a fixed input size:
 
@@ -22,18 +23,18 @@ line is reported).
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from . import checks
-from .nn import kernels
-from .nn.neurons import SJNeuron, StatefulMixin
-from .infer.onnx_runtime import ONNX_FORMAT, require_onnx
+from .. import checks
+from ..infer.onnx_runtime import ONNX_FORMAT, require_onnx
+from ..nn import kernels
+from ..nn.neurons import SJNeuron, StatefulMixin
 
 OPSET = 17
 
@@ -71,9 +72,9 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     runtime's model); the graph is traced on the CPU (it does not depend on the device).
     ``dynamic_size``: height and width stay dynamic too (the int8 runtime's graph, fixed per input shape
     when it is compiled); the metadata's ``imgsz`` is then the example size and ``dynamic_size`` is 1."""
-    from .infer.runtime import load_torch_model
-    from .models.settings import settings_of
-    from .weights import resolve_weights, sha256
+    from ..infer.runtime import load_torch_model
+    from ..models.settings import settings_of
+    from ..weights import resolve_weights, sha256
 
     require_onnx()
     out = Path(out)
@@ -92,12 +93,10 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     model = model if model is not None else load_torch_model(src)
     model = model.float().eval().cpu()
     settings = settings_of(model)
-    imgsz = checks.image_size(imgsz, settings.imgsz())
+    imgsz = settings.imgsz() if imgsz is None else imgsz  # a given size was checked above, before the model loaded
     check_exportable(model)
     x = torch.zeros(batch, 3, imgsz, imgsz)
-    meta = {"format": ONNX_FORMAT, "names": json.dumps({int(k): v for k, v in model.names.items()}),
-            "imgsz": str(imgsz), "timesteps": str(int(model.timesteps)), "levels": str(_levels(model)),
-            "source_sha256": src_sha or "", "train_image_size": str(settings.train_image_size or ""),
+    meta = {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": src_sha or "",
             "dynamic_size": str(int(dynamic_size))}
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     tmp = out.with_name(f".{out.name}.tmp")
@@ -129,8 +128,3 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
         tmp.unlink(missing_ok=True)
     return out
 
-
-def _levels(model: nn.Module) -> int:
-    from .nn.synapse import model_levels
-
-    return model_levels(model)
