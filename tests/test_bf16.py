@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from test_robustness import TINY_CFG, TRAIN_KW, make_yolo_dataset
+from _tiny import TINY_T1 as TINY_CFG
+from _yolo_data import TRAIN_KW, make_yolo_dataset
 
 import detector  # noqa: F401
 from detector import precision

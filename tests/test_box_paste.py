@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from test_robustness import make_yolo_dataset
+from _yolo_data import make_yolo_dataset
 
 import detector  # noqa: F401
 from detector.engine.augment import MARGIN, MIN_MARGIN, BoxPaste, paste_boxes, use_box_paste
@@ -100,7 +100,8 @@ def test_trainer_pastes_boxes_with_copy_paste(tmp_path):
     """``--copy-paste P`` reaches the trainer's training set (SafeTrainer.build_dataset)."""
     import torch
     import yaml
-    from test_robustness import TINY_CFG, TRAIN_KW
+    from _tiny import TINY_T1 as TINY_CFG
+    from _yolo_data import TRAIN_KW
 
     from detector.engine.trainer import train
 

@@ -22,7 +22,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "detector"
-LAYERS = {"settings": 0, "checks": 0, "devices": 0, "files": 0, "nn": 1, "models": 2, "weights": 3, "io": 4, "data": 5, "infer": 6,
+LAYERS = {"settings": 0, "checks": 0, "devices": 0, "files": 0, "precision": 0, "nn": 1, "models": 2, "weights": 3, "io": 4, "data": 5, "infer": 6,
           "engine": 7, "analysis": 8, "export": 8, "demo": 8, "survey": 8, "__init__": 9}
 MAX_LINES = 450
 

@@ -23,46 +23,15 @@ line is reported).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
 
 from .. import checks
+from ..infer.onnx_graph import check_exportable, trace_onnx
 from ..infer.onnx_runtime import ONNX_FORMAT, require_onnx
-from ..nn import kernels
-from ..nn.neurons import SJNeuron, StatefulMixin
-
-OPSET = 17
-
-
-def check_exportable(model: nn.Module) -> None:
-    """Refuse (ValueError naming the module) what the ONNX graph cannot express."""
-    for name, m in model.named_modules():
-        if isinstance(m, SJNeuron):
-            raise ValueError(f"cannot export {name}: a SpikingJelly reference-backend neuron (custom operator); "
-                             "rebuild the model with the fused neuron backend (the default)")
-        if isinstance(m, StatefulMixin) and getattr(m, "streaming", False):
-            raise ValueError(f"cannot export {name}: it is in streaming mode (state kept between calls)")
-
-
-@contextmanager
-def traceable(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the fused neurons through their PyTorch path (the C library is invisible to the exporter)
-    and make the detect head return decoded predictions only."""
-    head = model.model[-1]
-    saved_export = head.export
-    kernels.force_torch(True)
-    head.export = True
-    try:
-        yield model
-    finally:
-        kernels.force_torch(False)
-        head.export = saved_export
-
 
 def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None = None, batch: int = 1,
                 overwrite: bool = False, model: nn.Module | None = None, dynamic_size: bool = False) -> Path:
@@ -98,26 +67,10 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     x = torch.zeros(batch, 3, imgsz, imgsz)
     meta = {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": src_sha or "",
             "dynamic_size": str(int(dynamic_size))}
-    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        import warnings
-
-        with traceable(model), torch.no_grad(), warnings.catch_warnings():
-            # shape checks become constants in a fixed-size graph: exactly what the export intends
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: the one that unrolls T
-            torch.onnx.export(model, (x,), str(tmp), input_names=["images"], output_names=["predictions"],
-                              dynamic_axes={"images": axes, "predictions": {0: "batch", **({2: "anchors"} if dynamic_size else {})}}, opset_version=OPSET,
-                              dynamo=False, do_constant_folding=True)
-        import onnx
-
-        proto = onnx.load(str(tmp))
-        for k, v in meta.items():
-            p = proto.metadata_props.add()
-            p.key, p.value = k, v
-        onnx.save(proto, str(tmp))
+        trace_onnx(model, tmp, x, meta, dynamic_size)
         tmp.replace(out)
     except ValueError:
         raise

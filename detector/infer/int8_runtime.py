@@ -220,16 +220,22 @@ def build_graph(weights: Path, out: Path, terms: int) -> dict[str, list[str]]:
     report of ``quantize_graph``."""
     import os
 
-    from ..export import export_onnx
     from ..models.settings import settings_of
+    from ..weights import sha256
+    from .onnx_graph import trace_onnx
+    from .onnx_runtime import ONNX_FORMAT
     from .torch_runtimes import EagerRuntime
 
-    model = EagerRuntime.load(Path(weights), torch.device("cpu")).module  # the eager runtime's model: batch norm folded
+    model = EagerRuntime.load(Path(weights), torch.device("cpu")).module.float().eval()  # batch norm folded
+    settings = settings_of(model)
+    imgsz = settings.imgsz()  # the example size; height and width stay dynamic
+    meta = {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": sha256(weights),
+            "dynamic_size": "1"}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.float.onnx")  # the pid: two processes may build at once
     part = out.with_name(f".{out.name}.{os.getpid()}.part")
     try:
-        export_onnx(weights, tmp, settings_of(model).imgsz(), overwrite=True, model=model, dynamic_size=True)
+        trace_onnx(model, tmp, torch.zeros(1, 3, imgsz, imgsz), meta, dynamic_size=True)
         report = quantize_graph(tmp, part, terms)
         part.replace(out)
     finally:
