@@ -23,24 +23,22 @@ line is reported).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import checks
-from ..infer.onnx_graph import check_exportable, trace_onnx
-from ..infer.onnx_runtime import ONNX_FORMAT, require_onnx
+from ..infer.onnx_graph import graph_metadata, trace_onnx
+from ..infer.onnx_runtime import require_onnx
+
 
 def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None = None, batch: int = 1,
-                overwrite: bool = False, model: nn.Module | None = None, dynamic_size: bool = False) -> Path:
+                overwrite: bool = False, model: nn.Module | None = None) -> Path:
     """Export weights (a shipped model's name or a path; default: the default shipped model) or a loaded
     ``model`` to ``out`` (an ``.onnx`` file), at ``imgsz`` (default: the training size), with a dynamic
     batch axis (``batch`` is the example). Weights are exported with batch norm folded (the eager
-    runtime's model); the graph is traced on the CPU (it does not depend on the device).
-    ``dynamic_size``: height and width stay dynamic too (the int8 runtime's graph, fixed per input shape
-    when it is compiled); the metadata's ``imgsz`` is then the example size and ``dynamic_size`` is 1."""
+    runtime's model); the graph is traced on the CPU (it does not depend on the device)."""
     from ..infer.runtime import load_torch_model
     from ..models.settings import settings_of
     from ..weights import resolve_weights, sha256
@@ -63,14 +61,12 @@ def export_onnx(weights: str | Path | None, out: str | Path, imgsz: int | None =
     model = model.float().eval().cpu()
     settings = settings_of(model)
     imgsz = settings.imgsz() if imgsz is None else imgsz  # a given size was checked above, before the model loaded
-    check_exportable(model)
     x = torch.zeros(batch, 3, imgsz, imgsz)
-    meta = {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": src_sha or "",
-            "dynamic_size": str(int(dynamic_size))}
+    meta = graph_metadata(settings, imgsz, src_sha or "")
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        trace_onnx(model, tmp, x, meta, dynamic_size)
+        trace_onnx(model, tmp, x, meta)  # refuses what the graph cannot express (check_exportable)
         tmp.replace(out)
     except ValueError:
         raise

@@ -222,15 +222,12 @@ def build_graph(weights: Path, out: Path, terms: int) -> dict[str, list[str]]:
 
     from ..models.settings import settings_of
     from ..weights import sha256
-    from .onnx_graph import trace_onnx
-    from .onnx_runtime import ONNX_FORMAT
+    from .onnx_graph import graph_metadata, trace_onnx
     from .torch_runtimes import EagerRuntime
 
     model = EagerRuntime.load(Path(weights), torch.device("cpu")).module.float().eval()  # batch norm folded
-    settings = settings_of(model)
-    imgsz = settings.imgsz()  # the example size; height and width stay dynamic
-    meta = {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": sha256(weights),
-            "dynamic_size": "1"}
+    imgsz = settings_of(model).imgsz()  # the example size; height and width stay dynamic
+    meta = graph_metadata(settings_of(model), imgsz, sha256(weights), dynamic_size=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.float.onnx")  # the pid: two processes may build at once
     part = out.with_name(f".{out.name}.{os.getpid()}.part")

@@ -45,6 +45,17 @@ def traceable(model: nn.Module) -> Iterator[nn.Module]:
         head.export = saved_export
 
 
+def graph_metadata(settings, imgsz: int, source_sha256: str, dynamic_size: bool = False) -> dict[str, str]:
+    """The metadata every graph of ours carries (the ``onnx`` runtime and the int8 runtime read it back):
+    the format tag, ``ModelSettings.to_metadata()`` at the example size, the source checkpoint's sha256."""
+    from dataclasses import replace
+
+    from .onnx_runtime import ONNX_FORMAT
+
+    return {"format": ONNX_FORMAT, **replace(settings, input_size=imgsz).to_metadata(), "source_sha256": source_sha256,
+            "dynamic_size": str(int(dynamic_size))}
+
+
 def trace_onnx(model: nn.Module, out: Path, x: torch.Tensor, meta: dict[str, str], dynamic_size: bool = False) -> None:
     """Trace ``model`` (float32, eval, CPU) on the example ``x`` into the ONNX file ``out`` with the string
     metadata ``meta``; the batch axis is dynamic, and with ``dynamic_size`` height and width too. Raises
