@@ -40,7 +40,7 @@ class RasterFacts:
     gcps: tuple = ()  # rasterio GroundControlPoints
     gcp_crs: Any = None
     rpcs: Any = None  # rasterio's RPC, or None
-    geolocation: dict | None = None  # the GEOLOCATION metadata domain, when there is one
+    geolocation: dict | None = None  # the GEOLOCATION metadata domain; None when it is empty
     notes: tuple[str, ...] = ()  # what GDAL said while reading
 
 

@@ -12,17 +12,15 @@ from .base import GeoReference, RasterFacts
 
 @dataclass(frozen=True)
 class NotUsed(GeoReference):
-    """A kind that is recognised and reported, never mapped (``_map`` raises)."""
+    """A kind that is recognised and reported, never mapped (``_map`` raises): present when the
+    ``RasterFacts`` field ``found_in`` is set."""
 
+    found_in: ClassVar[str] = ""
     why: ClassVar[str] = ""
 
     @classmethod
-    def present(cls, facts: RasterFacts) -> bool:
-        raise NotImplementedError
-
-    @classmethod
     def from_facts(cls, facts: RasterFacts) -> "NotUsed | None":
-        if not cls.present(facts):
+        if getattr(facts, cls.found_in) is None:
             return None
         return cls(path=facts.path, notes=facts.notes, problem=f"only {cls.kind} ({cls.why})")
 
@@ -30,18 +28,12 @@ class NotUsed(GeoReference):
 @dataclass(frozen=True)
 class RpcReference(NotUsed):
     kind: ClassVar[str] = "rpcs"
+    found_in: ClassVar[str] = "rpcs"
     why: ClassVar[str] = "rational polynomial coefficients need a terrain model"
-
-    @classmethod
-    def present(cls, facts: RasterFacts) -> bool:
-        return facts.rpcs is not None
 
 
 @dataclass(frozen=True)
 class GeolocationReference(NotUsed):
     kind: ClassVar[str] = "geolocation"
+    found_in: ClassVar[str] = "geolocation"
     why: ClassVar[str] = "geolocation arrays are not read"
-
-    @classmethod
-    def present(cls, facts: RasterFacts) -> bool:
-        return bool(facts.geolocation)
