@@ -36,13 +36,6 @@ def image_size(v: Any, default: Any) -> int:
     return imgsz(default if v is None else v)
 
 
-def device(v: Any, multi: bool = False) -> str:
-    """A device that exists on this machine, in Ultralytics' spelling (``detector.devices`` maps the names)."""
-    from .devices import resolve_device
-
-    return resolve_device(v, multi=multi).ultralytics
-
-
 def output_file(path: str | Path | None, name: str = "output") -> Path | None:
     """A file to write later (checked now, before a long run): not an existing folder, and its folder
     can be created."""

@@ -228,7 +228,7 @@ def test_geotiff_tag_forms(tmp_path):
 def test_gcp_polynomial_order_is_gdals():
     """GDAL fits order 2 to 6 or more GCPs (a quadratic mapping is reproduced exactly) and order 1 to 3-5
     (an affine one is; a quadratic one is not)."""
-    from detector.io.geo import georeference
+    from detector.io.georef import RasterFacts, georeference
 
     def quad(c, r):  # metres in UTM 33N (a projected CRS: fitted as given)
         return 5e5 + 10 * c + 2 * r + 1e-3 * c * c - 2e-3 * c * r, 5e6 - 10 * r + c + 3e-3 * r * r
@@ -238,7 +238,7 @@ def test_gcp_polynomial_order_is_gdals():
 
     def fit(f, pts):
         gcps = [GroundControlPoint(row=r, col=c, x=f(c, r)[0], y=f(c, r)[1]) for c, r in pts]
-        return georeference("t", None, None, gcps, CRS.from_epsg(32633), None, 400, 300)
+        return georeference(RasterFacts("t", 400, 300, gcps=tuple(gcps), gcp_crs=CRS.from_epsg(32633)))
 
     probe = (np.array([37.5, 211.0]), np.array([19.25, 160.0]))
     grid = [(c, r) for c in (0, 150, 300, 400) for r in (0, 100, 300)]
@@ -261,7 +261,7 @@ def test_gcp_fit_in_a_local_projection(scene, lat_north, width, height, pixel, o
     rotated grid in UTM 33N). At 2,000 random pixels, the detector's fit (GDAL's order-2 polynomial in a
     local transverse Mercator) lands within ``ours_m`` of the truth; the same polynomial fitted in
     degrees misses by more than ``degrees_m`` (the numbers in docs/design.md, section 9)."""
-    from detector.io.geo import georeference
+    from detector.io.georef import RasterFacts, georeference
 
     truth = Affine.translation(400_000, lat_north) @ Affine.rotation(-12) @ Affine.scale(pixel, -pixel)
     cols, rows = (v.ravel() for v in np.meshgrid(np.linspace(0, width, 21), np.linspace(0, height, 10)))
@@ -274,13 +274,40 @@ def test_gcp_fit_in_a_local_projection(scene, lat_north, width, height, pixel, o
     def miss_m(x, y):  # metres, from degrees (local scale of the sphere: ample for a bound)
         return np.hypot((np.asarray(x) - tx) * 111_320 * np.cos(np.radians(ty)), (np.asarray(y) - ty) * 110_574)
 
-    geo = georeference("s1.tif", None, None, gcps, CRS.from_epsg(4326), None, width, height)
+    geo = georeference(RasterFacts("s1.tif", width, height, gcps=tuple(gcps), gcp_crs=CRS.from_epsg(4326)))
     assert geo.problem is None and geo.gcp_order == 2 and geo.gcp_residual_m < ours_m
     ours = miss_m(*geo.to_lonlat(px, py)).max()
     with rasterio.Env():
         degrees = miss_m(*rasterio.transform.xy(gcps, py, px, offset="ul")).max()
     print(f"{scene}: local projection {ours:.3f} m (at the GCPs {geo.gcp_residual_m} m), degrees {degrees:.1f} m")
     assert ours < ours_m and degrees > degrees_m
+
+
+def test_georeferencing_kind_chosen_by_gdals_precedence():
+    """One class per kind in one table (``detector.io.georef.KINDS``): a geotransform wins over GCPs, GCPs
+    over RPCs, RPCs over geolocation arrays (the last two reported, not used); none of them gives None.
+    Each row's name is its class's ``kind``."""
+    from dataclasses import replace
+
+    from detector.io.georef import KINDS, RasterFacts, georeference
+
+    utm = CRS.from_epsg(32633)
+    gcps = tuple(GroundControlPoint(row=r, col=c, x=5e5 + 10 * c, y=5e6 - 10 * r)
+                 for c in (0, 50, 100) for r in (0, 50, 100))
+    every = RasterFacts("t", 100, 100, transform=Affine(10, 0, 5e5, 0, -10, 5e6), crs=utm, gcps=gcps, gcp_crs=utm,
+                        rpcs=object(), geolocation={"X_DATASET": "lon.tif"})
+    chosen = []
+    for facts in (every, replace(every, transform=Affine.identity()), replace(every, transform=None, gcps=()),
+                  replace(every, transform=None, gcps=(), rpcs=None)):
+        g = georeference(facts)
+        chosen.append(g.kind)
+        if g.kind in ("affine", "gcps"):
+            assert g.problem is None and np.allclose(np.stack(g.to_map([3.0], [4.0])), [[5e5 + 30], [5e6 - 40]])
+        else:
+            assert g.problem.startswith(f"only {g.kind} (") and g.info()["georeferencing"] == "unusable"
+    assert chosen == ["affine", "gcps", "rpcs", "geolocation"] == list(KINDS)
+    assert georeference(replace(every, transform=None, gcps=(), rpcs=None, geolocation=None)) is None
+    assert all(cls.kind == name for name, cls in KINDS.items())
 
 
 def test_a_box_across_the_antimeridian_is_cut_there(tmp_path):

@@ -48,6 +48,30 @@ def test_letterbox_there_and_back():
         Letterbox.fit((300, 500), 300)
 
 
+def test_letterbox_checks_the_size_once(monkeypatch):
+    """``Letterbox.fit`` checks ``imgsz`` when the first letterbox of that size is built, not for every
+    image after it; a refused size (or one that only equals a good one: 320.0, True) is refused every time."""
+    from detector.io import letterbox
+
+    calls = []
+
+    def counted(v):
+        calls.append(v)
+        return checks_imgsz(v)
+
+    checks_imgsz = letterbox.check_imgsz
+    monkeypatch.setattr(letterbox, "check_imgsz", counted)
+    monkeypatch.setattr(letterbox, "_SQUARES", {})
+    shapes = [(300, 500), (500, 300), (320, 320)]
+    assert [Letterbox.fit(s, 320).unpad_shape for s in shapes] == [(192, 320), (320, 192), (320, 320)]
+    assert calls == [320]
+    for bad in (300, 320.0, True):
+        for _ in range(2):
+            with pytest.raises(ValueError, match="multiple of 32"):
+                Letterbox.fit((300, 500), bad)
+    assert calls == [320] + [300, 300, 320.0, 320.0, True, True]
+
+
 @pytest.mark.parametrize("length,tile,overlap", [(4000, 512, 0.2), (3000, 448, 0.5), (500, 512, 0.2), (1000, 1000, 0.0)])
 def test_tile_grid_covers_with_overlap(length, tile, overlap):
     starts = tile_starts(length, tile, overlap)

@@ -110,6 +110,22 @@ def test_runtime_and_export_modules_never_see_their_tables():
     assert back == []
 
 
+def test_georeferencing_kinds_never_see_their_table():
+    """``detector.io.georef.KINDS`` imports one class per kind; a kind's module never imports the table
+    (the package's ``__init__``), so a new kind is its module plus one row."""
+    import sys
+
+    from detector.io.georef import KINDS
+
+    table = ("detector.io.georef", "detector.io.georef.__init__", "detector.io.georef.KINDS",
+             "detector.io.georef.georeference")
+    back = []
+    for cls in KINDS.values():
+        path = Path(sys.modules[cls.__module__].__file__)
+        back += [f"{path.name}:{line} imports {t}" for t, line in imports(path) if t in table]
+    assert back == []
+
+
 MAX_PARAMS = 10
 
 

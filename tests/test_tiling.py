@@ -135,6 +135,27 @@ def test_tiling_work_is_bounded():
         tile_grid((8000, 8000), 320, 0.2))
 
 
+def test_detect_skips_a_scene_whose_plan_is_out_of_bounds(tmp_path, monkeypatch):
+    """The plan is checked once per scene (inside ``predict_tiled``, before any tile runs): a scene over the
+    tile limit is skipped in one line naming it, and the rest of the folder goes on."""
+    from detector.infer import tiled
+    from _boxes import FixedBox
+
+    monkeypatch.setattr(tiled, "MAX_TILES", 9)  # 64 x 64 px in 32 px tiles: 9; 256 x 256 px: 100
+    counted = []  # the plans' tile counts, by scene shape
+    real = tiled.tile_count
+    monkeypatch.setattr(tiled, "tile_count", lambda shape, *a: counted.append(tuple(shape)) or real(shape, *a))
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, size in (("big.png", 256), ("small.png", 64)):
+        cv2.imwrite(str(src / name), np.full((size, size, 3), 90, np.uint8))
+    s = detect(src, out=tmp_path / "out", model=FixedBox((8.0, 8.0, 40.0, 40.0)), imgsz=64, tile=32, verbose=False,
+               outputs=("json",))
+    assert s.images == 1 and [(Path(f).name, why.split(";")[0]) for f, why in s.skipped] == [
+        ("big.png", "tiling 256x256 px with 32 px tiles at overlap 0.2 makes 100 tiles (more than 9)")]
+    assert counted.count((64, 64)) == 1  # the plan of a scene that runs is checked once
+
+
 def test_tile_count_refusal_names_a_setting_that_works():
     """Issue 32: at the default overlap with tiles as large as the input, the refusal named the very
     setting it refused; the setting it names now passes the same check."""

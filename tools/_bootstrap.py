@@ -8,10 +8,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from detector.infer.options import WEIGHTS_HELP  # noqa: E402  (one help text for every tool's --weights)
-
-
-
 
 def list_weights() -> int:
     """``--weights list``: the shipped models with their one-line summaries."""

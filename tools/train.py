@@ -12,8 +12,12 @@ import argparse
 import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
+from detector.engine.distill import DistillWeights
 from detector.engine.train_options import TrainOptions
 from detector.engine.trainer import train
+from detector.nn.neurons import neuron_defaults
+
+MAX_SPIKES = neuron_defaults("ilif")["max_spikes"]  # --neuron ilif's D when --max-spikes is not given
 
 
 def main(argv=None) -> int:
@@ -26,20 +30,17 @@ def main(argv=None) -> int:
     ap.add_argument("--neuron", choices=["lif", "if", "ilif"], default=None,
                     help="replace the config's neuron: lif / if (binary spikes) or ilif (integer spikes, "
                          "expanded into binary events at inference)")
-    ap.add_argument("--max-spikes", type=int, default=None, help="D, the largest spike count of --neuron ilif (default 4)")
+    ap.add_argument("--max-spikes", type=int, default=None,
+                    help=f"D, the largest spike count of --neuron ilif (default {MAX_SPIKES})")
     ap.add_argument("--readout", choices=["spikes", "current"], default=None,
                     help="how the head's branches end (default: the model config's): spikes (bounded logits) or "
                          "current (the last layer's input current, folded into one synaptic conv at inference)")
     ap.add_argument("--cls-prior", default=None, metavar="P|none",
                     help="initial class probability of the head (e.g. 0.01), or none for Ultralytics' rule "
                          "(default: the model config's)")
-    ap.add_argument("--teacher", default=None, help="distil from this teacher file (written by tools/train_baseline.py)")
-    ap.add_argument("--kd-cls", type=float, default=None, help="weight of the class distillation loss (default 1; "
-                                                                 "resuming: the run's own)")
-    ap.add_argument("--kd-box", type=float, default=None, help="weight of the box (DFL) distillation loss (default 1)")
-    ap.add_argument("--kd-temperature", type=float, default=None, help="distillation temperature (default 1)")
-    ap.add_argument("--kd-feat", type=float, default=None,
-                    help="weight of the neck-feature distillation (P3-P5 through 1x1 adapters; default 0: off)")
+    ap.add_argument("--teacher", default=None, help="distil from this teacher file (written by tools/train_baseline.py); "
+                                                     "a resumed run keeps its own --kd-* weights unless given again")
+    _bootstrap.add_options(ap, DistillWeights)  # --kd-cls, --kd-box, --kd-temperature, --kd-feat
     ap.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest run or a last.pt")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
@@ -63,15 +64,14 @@ def main(argv=None) -> int:
         ap.error("--max-spikes needs --neuron ilif")
     neuron = None
     if a.neuron == "ilif":
-        neuron = {"name": "ilif", "max_spikes": 4 if a.max_spikes is None else a.max_spikes}
+        neuron = {"name": "ilif", "max_spikes": MAX_SPIKES if a.max_spikes is None else a.max_spikes}
     elif a.neuron:
         neuron = {"name": a.neuron}
-    distill = None
-    if a.teacher:
-        given = {"cls_weight": a.kd_cls, "box_weight": a.kd_box, "temperature": a.kd_temperature, "feat_weight": a.kd_feat}
-        defaults = {} if a.resume else {"cls_weight": 1.0, "box_weight": 1.0, "temperature": 1.0, "feat_weight": 0.0}
-        # a resumed run keeps its stored weights for what is not named again (SNNTrainer.on_resume)
-        distill = {"teacher": a.teacher, **defaults, **{k: v for k, v in given.items() if v is not None}}
+    kd = {k: getattr(a, k) for k in DistillWeights.names() if hasattr(a, k)}  # the --kd-* given
+    if kd and not a.teacher:
+        ap.error("--kd-* set distillation weights; they need --teacher")
+    # the weights not given: a resumed run's own (SNNTrainer.on_resume), else DistillWeights' defaults
+    distill = {"teacher": a.teacher, **kd} if a.teacher else None
     extra = dict(workers=a.workers, seed=a.seed, patience=a.patience, optimizer=a.optimizer,
                  close_mosaic=10 if a.close_mosaic is None else a.close_mosaic, plots=not a.no_plots)
     for key in ("lr0", "momentum", "warmup_bias_lr", "copy_paste"):

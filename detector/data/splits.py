@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 
-from .records import DEFAULT_RATIOS, SPLITS
+from .records import DEFAULT_RATIOS
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:

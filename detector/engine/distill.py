@@ -28,13 +28,16 @@ pickled code or a model YAML of the file's own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..infer.options import opt
 
 
 
@@ -112,13 +115,41 @@ def teacher_widths(teacher: nn.Module) -> list[int]:
     return [int(b[0].conv.in_channels) for b in head.cv2]
 
 
-def check_options(cls_weight: float, box_weight: float, temperature: float, feat_weight: float = 0.0) -> None:
-    """The distillation weights (finite, >= 0) and temperature (in (0, 100)), or a one-line ValueError."""
-    for name, v in (("cls_weight", cls_weight), ("box_weight", box_weight), ("feat_weight", feat_weight)):
-        if not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
-            raise ValueError(f"distillation {name} must be a finite number >= 0, got {v!r}")
-    if not (isinstance(temperature, (int, float)) and 0 < temperature < 100):
-        raise ValueError(f"distillation temperature must be in (0, 100), got {temperature!r}")
+@dataclass(frozen=True)
+class DistillWeights:
+    """The distillation loss weights and temperature: their defaults (written here only; ``tools/train.py``
+    makes its ``--kd-*`` flags from these fields) and their check, at construction: weights finite and
+    >= 0, the temperature in (0, 100)."""
+
+    cls_weight: float = opt(1.0, "weight of the class distillation loss", flag="--kd-cls", type=float, metavar="W")
+    box_weight: float = opt(1.0, "weight of the box (DFL) distillation loss", flag="--kd-box", type=float,
+                            metavar="W")
+    temperature: float = opt(1.0, "distillation temperature", flag="--kd-temperature", type=float, metavar="T")
+    feat_weight: float = opt(0.0, "weight of the neck-feature distillation (P3-P5 through 1x1 adapters; 0: off)",
+                             flag="--kd-feat", type=float, metavar="W")
+
+    def __post_init__(self) -> None:
+        for name in ("cls_weight", "box_weight", "feat_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
+                raise ValueError(f"distillation {name} must be a finite number >= 0, got {v!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not (isinstance(t, (int, float)) and 0 < t < 100):
+            raise ValueError(f"distillation temperature must be in (0, 100), got {t!r}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any] | None) -> "DistillWeights":
+        """The weights a run's distillation settings (``TrainOptions.distill``) name; the defaults for those
+        they leave out or give as None."""
+        s = settings or {}
+        return cls(**{k: s[k] for k in cls.names() if s.get(k) is not None})
+
+
+KD = DistillWeights()  # the defaults
 
 
 @dataclass
@@ -127,16 +158,16 @@ class Distiller:
     to the same teacher) and never saved inside a checkpoint."""
 
     teacher: nn.Module
-    cls_weight: float = 1.0
-    box_weight: float = 1.0
-    temperature: float = 1.0
+    cls_weight: float = KD.cls_weight
+    box_weight: float = KD.box_weight
+    temperature: float = KD.temperature
     source: str = ""
     sha256: str = ""
-    feat_weight: float = 0.0
+    feat_weight: float = KD.feat_weight
     adapters: nn.ModuleList | None = None  # feature distillation (feat_weight > 0): trained, never saved in weights
 
     def __post_init__(self):
-        check_options(self.cls_weight, self.box_weight, self.temperature, self.feat_weight)
+        DistillWeights(self.cls_weight, self.box_weight, self.temperature, self.feat_weight)  # the check
 
     def __deepcopy__(self, memo):
         return self
@@ -170,21 +201,21 @@ class Distiller:
                 "feat_weight": float(self.feat_weight)}
 
 
-def make_distiller(teacher: str | Path, cls_weight: float = 1.0, box_weight: float = 1.0, temperature: float = 1.0,
-                   device: str | torch.device = "cpu", feat_weight: float = 0.0,
+def make_distiller(teacher: str | Path, weights: DistillWeights = KD, device: str | torch.device = "cpu",
                    student_widths: list[int] | None = None) -> Distiller:
-    """A ``Distiller`` for ``teacher``; with ``feat_weight`` > 0, adapters from ``student_widths`` (the student's
-    neck widths at strides 8, 16, 32) to the teacher's."""
+    """A ``Distiller`` for ``teacher``; with ``weights.feat_weight`` > 0, adapters from ``student_widths`` (the
+    student's neck widths at strides 8, 16, 32) to the teacher's."""
     from ..weights import sha256
 
     model = load_teacher(teacher, device)
+    w = weights
     adapters = None
-    if feat_weight > 0:
+    if w.feat_weight > 0:
         if not student_widths:
             raise ValueError("feature distillation needs the student's neck widths")
         adapters = make_adapters(student_widths, teacher_widths(model)).to(device)
-    return Distiller(model, cls_weight, box_weight, temperature, str(teacher), sha256(teacher), float(feat_weight),
-                     adapters)
+    return Distiller(model, float(w.cls_weight), float(w.box_weight), float(w.temperature), str(teacher),
+                     sha256(teacher), float(w.feat_weight), adapters)
 
 
 class DistillDetectionLoss:

@@ -53,12 +53,10 @@ class TrainOptions:
         object.__setattr__(self, "device", resolve_device(self.device, multi=True))
         if self.distill:
             from ..weights import load_ann_checkpoint
-            from .distill import check_options
+            from .distill import DistillWeights
 
-            d = self.distill  # the options and the teacher file, checked before any work
-            check_options(float(d.get("cls_weight", 1.0)), float(d.get("box_weight", 1.0)),
-                          float(d.get("temperature", 1.0)), float(d.get("feat_weight") or 0.0))
-            load_ann_checkpoint(d["teacher"])
+            DistillWeights.of(self.distill)  # the weights and the teacher file, checked before any work
+            load_ann_checkpoint(self.distill["teacher"])
         changes = {k: v for k, v in (self.model_changes or {}).items() if v is not None}
         if not self.resume and str(self.model).endswith(".pt") and (self.timesteps is not None or self.neuron or changes):
             raise ValueError("--timesteps / --neuron / --readout / --cls-prior change the architecture; they cannot "

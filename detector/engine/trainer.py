@@ -31,6 +31,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 from ..models import SNNViTYOLO, load_config
 from ..weights import build_from_checkpoint, load_checkpoint, save_checkpoint
 from ..settings import default_config_dir
+from .distill import DistillWeights
 from .safe_trainer import SafeTrainer
 from .train_options import NEW_RUN, TrainOptions
 
@@ -114,7 +115,7 @@ class SNNTrainer(SafeTrainer):
                              "checked by sha256; the run's distillation weights are kept unless --kd-* names them)")
         if self.distill_args is not None and isinstance(stored, dict):
             self.distill_args.setdefault("teacher_sha256", stored.get("teacher_sha256"))
-            for k in ("cls_weight", "box_weight", "temperature", "feat_weight"):  # the run's own, unless named again
+            for k in DistillWeights.names():  # the run's own, unless named again
                 v = stored.get(k)
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                     self.distill_args.setdefault(k, float(v))
@@ -144,7 +145,7 @@ class SNNTrainer(SafeTrainer):
 
         kd = ()
         if self.distill_args:
-            kd = ("kd_cls", "kd_box") + (("kd_feat",) if float(self.distill_args.get("feat_weight") or 0) > 0 else ())
+            kd = ("kd_cls", "kd_box") + (("kd_feat",) if DistillWeights.of(self.distill_args).feat_weight > 0 else ())
         self.loss_names = ("box_loss", "cls_loss", "dfl_loss") + kd
         return SNNValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)
 
@@ -206,9 +207,7 @@ class SNNTrainer(SafeTrainer):
 
         a = self.distill_args
         student = unwrap_model(self.model)
-        d = make_distiller(a["teacher"], float(a.get("cls_weight", 1.0)), float(a.get("box_weight", 1.0)),
-                           float(a.get("temperature", 1.0)), self.device, float(a.get("feat_weight") or 0.0),
-                           list(student.neck.out_channels))
+        d = make_distiller(a["teacher"], DistillWeights.of(a), self.device, list(student.neck.out_channels))
         if d.adapters is not None and a.get("adapters_state") is not None:
             try:
                 d.adapters.load_state_dict(a["adapters_state"], strict=True)

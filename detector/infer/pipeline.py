@@ -27,7 +27,7 @@ from ..models.settings import ModelSettings
 from .options import DetectOptions, build
 from .predict import predict_image
 from .runtime import Runtime, as_runtime, load_runtime
-from .tiled import PlanError, Progress, check_plan, predict_tiled
+from .tiled import PlanError, Progress, predict_tiled
 
 DEFAULT_OUT = "runs/detect/exp"
 
@@ -99,8 +99,7 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
             try:
                 if size is None:
                     det = predict_image(rt, as_array(frame.pixels), imgsz, conf, iou, max_det).numpy()
-                else:
-                    check_plan(shape, size, overlap, imgsz)  # out of bounds: this scene is skipped, in one line
+                else:  # a plan out of bounds (PlanError, before any tile runs): this scene is skipped, in one line
                     det = predict_tiled(rt, frame.pixels, imgsz, size, overlap, conf, iou, max_det,
                                         Progress(label) if verbose else None, label)
             except (ImageReadError, PlanError) as e:

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .geo import GeoReference
+from .georef import GeoReference
 from .images import ImageReadError, SourceList, iter_video, load_image, video_fps
 from .scene import LAZY_PIXELS, Scene, open_scene
 

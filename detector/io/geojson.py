@@ -4,7 +4,7 @@ Two coordinate modes (``crs``):
 
 * ``wgs84`` (the default): RFC 7946 - WGS 84 longitude, latitude in degrees and no ``crs`` member,
   what web maps (Leaflet, OpenLayers, MapLibre, geojson.io) and QGIS expect. A box is mapped from
-  pixels to the raster's CRS (affine or GCP polynomial, ``detector.io.geo``), then to
+  pixels to the raster's CRS (one class per georeferencing kind, ``detector.io.georef``), then to
   longitude/latitude (PROJ). Rings run counter-clockwise (RFC 7946's right-hand rule); a box across
   the antimeridian is cut there into a MultiPolygon; coordinates are rounded to 1e-8 degree (about
   1 mm).
@@ -26,7 +26,7 @@ inputs' common folder), ``frame`` (videos), ``bbox_pixels`` (x1, y1, x2, y2), ``
 RFC 7946 allows) describes each georeferenced input: its CRS, the kind of georeferencing and, for
 GCPs, their number, the polynomial order and the largest residual at the GCPs in metres.
 
-Nothing non-finite is written: coordinates are checked (``geo.GeoError``) and the text is made with
+Nothing non-finite is written: coordinates are checked (``georef.GeoError``) and the text is made with
 ``allow_nan=False``.
 """
 
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .geo import GeoError, GeoReference
+from .georef import GeoError, GeoReference
 
 LOGGER = logging.getLogger("detector.io")
 CRS_MODES = ("wgs84", "native")
@@ -119,16 +119,6 @@ def pole_ring(lon: np.ndarray, lat: np.ndarray) -> list[list[float]]:
     return [[-180.0, pole], [180.0, pole]] + edge[::-1]
 
 
-def raster_info(geo: GeoReference) -> dict[str, Any]:
-    """What the collection's ``rasters`` member says about one input's georeferencing."""
-    info: dict[str, Any] = {"georeferencing": "unusable" if geo.problem else geo.kind, "crs": geo.crs}
-    if geo.kind == "gcps":
-        info |= {"gcps": len(geo.gcps), "gcp_order": geo.gcp_order, "gcp_residual_m": geo.gcp_residual_m}
-    if geo.problem:
-        info["problem"] = geo.problem
-    return info
-
-
 class GeoJsonCollection:
     """Builds the features of one frame at a time, and the collection's text at the end."""
 
@@ -163,7 +153,7 @@ class GeoJsonCollection:
                 hint = "; --geojson-crs native keeps the raster's own coordinates" if self.mode == "wgs84" else ""
                 LOGGER.warning(f"{geo.path}: {e}{geo.note}: its detections stay in pixel coordinates in the "
                                f"GeoJSON{hint}")
-            self.rasters[source] = raster_info(geo) | {"georeferencing": "unusable", "problem": str(e)}
+            self.rasters[source] = geo.info() | {"georeferencing": "unusable", "problem": str(e)}
             return xs, ys, "pixel", "unusable", None, str(e)
 
     def features(self, geo: GeoReference | None, det: np.ndarray, source: str,
@@ -171,7 +161,7 @@ class GeoJsonCollection:
         """GeoJSON features for one frame's detections ``det`` (N, 6: x1, y1, x2, y2, score, class)."""
         det = np.asarray(det, dtype=np.float64).reshape(-1, 6)
         if geo is not None and source not in self.rasters:
-            self.rasters[source] = raster_info(geo)
+            self.rasters[source] = geo.info()
         if len(det) == 0:
             return []
         x1, y1, x2, y2 = det[:, 0], det[:, 1], det[:, 2], det[:, 3]

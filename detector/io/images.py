@@ -36,7 +36,7 @@ from .sidecars import find_sidecars
 IMAGE_SUFFIXES = frozenset({"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"})
 VIDEO_SUFFIXES = frozenset({"asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "webm", "wmv"})
 if TYPE_CHECKING:
-    from .geo import GeoReference
+    from .georef import GeoReference
 
 # A whole-image read may hold at most this many bytes: the decoded samples plus their 8-bit BGR copy
 # (a 20,000 x 20,000 px RGB scene needs 2.4 GB). Every tool reads through this one check; a larger
@@ -270,7 +270,7 @@ def convert_to_8bit(src: str | Path, dst: str | Path) -> bool:
 @dataclass
 class LoadedImage:
     """An image as the detector reads it: 8-bit BGR pixels and, when the file carries it, its place on
-    the ground (``detector.io.geo.GeoReference``)."""
+    the ground (``detector.io.georef.GeoReference``)."""
 
     path: Path
     pixels: np.ndarray

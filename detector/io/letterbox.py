@@ -10,11 +10,24 @@ Detection, heatmaps, energy and the trainer's batch-norm calibration all use it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..checks import imgsz as check_imgsz
+
+_SQUARES: dict[int, Any] = {}  # imgsz -> Ultralytics' LetterBox for that square input, built and checked once
+
+
+def square(imgsz: int) -> Any:
+    """Ultralytics' ``LetterBox`` for a square input of side ``imgsz``. The size is checked when the first
+    letterbox of that size is built, not again for every image after it; a refused size is never kept."""
+    if type(imgsz) is not int or imgsz not in _SQUARES:  # an int only: 320.0 and True are checked (refused)
+        from ultralytics.data.augment import LetterBox
+
+        _SQUARES[check_imgsz(imgsz)] = LetterBox(new_shape=(imgsz, imgsz), auto=False, stride=32)
+    return _SQUARES[imgsz]
 
 
 @dataclass(frozen=True)
@@ -32,11 +45,8 @@ class Letterbox:
     def fit(cls, orig_shape: tuple[int, int], imgsz: int) -> "Letterbox":
         """The geometry for an image of ``orig_shape`` (H, W) and a square input of side ``imgsz``,
         computed by Ultralytics' own ``LetterBox`` (the code that letterboxes training images)."""
-        from ultralytics.data.augment import LetterBox
-
-        check_imgsz(imgsz)
         H0, W0 = int(orig_shape[0]), int(orig_shape[1])
-        p = LetterBox(new_shape=(imgsz, imgsz), auto=False, stride=32).get_params({"img": np.empty((H0, W0, 0), np.uint8)})
+        p = square(imgsz).get_params({"img": np.empty((H0, W0, 0), np.uint8)})
         uw, uh = p["new_unpad"]
         return cls((H0, W0), (int(p["new_shape"][0]), int(p["new_shape"][1])), (int(uh), int(uw)), int(p["top"]),
                    int(p["left"]))

@@ -21,7 +21,7 @@ gradients (tests compare them); ``auto`` picks ``fused`` where it supports the s
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from spikingjelly.activation_based import neuron as sj_neuron
@@ -179,6 +179,12 @@ def neuron_options(name: str) -> list[str]:
     if name not in NEURONS:
         raise ValueError(f"unknown neuron {name!r}; choose from {sorted(NEURONS)}")
     return list(inspect.signature(NEURONS[name]).parameters)
+
+
+def neuron_defaults(name: str) -> dict[str, Any]:
+    """The options a neuron takes with their defaults (its constructor's: written there only)."""
+    neuron_options(name)  # a known name
+    return {k: p.default for k, p in inspect.signature(NEURONS[name]).parameters.items()}
 
 
 def make_neuron(name: str = "lif", **options) -> SpikingNeuron:

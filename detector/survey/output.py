@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_write_bytes, atomic_write_text, temp_path, writing
-from ..io.geojson import GeoJsonCollection, raster_info
+from ..io.geojson import GeoJsonCollection
 from .catalog import SceneRef
 
 GEOPARQUET_VERSION = "1.1.0"
@@ -103,7 +103,7 @@ def scene_table(scene: SceneRef, det: np.ndarray, geo, names: dict[int, str], re
     types = sorted(set(shapely.get_type_id(geoms).tolist())) if len(geoms) else []
     type_names = [{3: "Polygon", 6: "MultiPolygon"}[t] for t in types]
     bbox = [float(v) for v in (*bounds[:, :2].min(0), *bounds[:, 2:].max(0))] if len(geoms) else None
-    info = raster_info(geo)
+    info = geo.info()
     meta = {b"geo": json.dumps(geo_metadata(type_names, bbox)).encode(),
             KEY: json.dumps(record | {"coordinates": "lonlat", "georeferencing": info}).encode()}
     return "map", pa.table(cols).replace_schema_metadata(meta)

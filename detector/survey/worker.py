@@ -41,7 +41,7 @@ class SceneResult:
 
     shape: tuple[int, ...] = ()
     tile: int | None = None  # the tile size (None: the whole image in one input)
-    geo: Any = None  # detector.io.geo.GeoReference
+    geo: Any = None  # detector.io.georef.GeoReference
     names: dict[int, str] = field(default_factory=dict)
     det: np.ndarray | None = None  # (N, 6) x1, y1, x2, y2, score, class in scene pixels
     tiles: list[tuple[int, int, int, int]] | None = None
@@ -110,7 +110,7 @@ def scene_task(scene: SceneRef, opts: SurveyOptions) -> SceneResult:
     ``split_pixels`` pixels, whose tiles the client sends out as tiles tasks)."""
     from ..infer import predict_image, predict_tiled, resolve_tile
     from ..infer.tiled import check_plan
-    from ..io.geo import GeoError
+    from ..io.georef import GeoError
     from ..io.images import ImageReadError
     from ..io.scene import as_array, scene_shape
     from ..io.tiles import tile_grid
