@@ -7,7 +7,6 @@ distillation terms."""
 from __future__ import annotations
 
 import hashlib
-import pickle
 from pathlib import Path
 
 import pytest

@@ -23,7 +23,6 @@ from detector.models.calibration import recalibrate_bn
 from detector.nn import (
     SSSA,
     SaccadicNeuron,
-    SJNeuron,
     SpikingNeuron,
     SNNViT,
     SNNViTConfig,
