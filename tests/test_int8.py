@@ -61,6 +61,11 @@ def test_spike_fed_convolutions_are_integer_the_rest_float(int8):
     float_convs = {n.name for n in convs if "/term." not in n.name}
     assert float_convs == {"/model.0/stem/stem.0/Conv", "/model.2/dfl/conv/Conv"}  # real pixels; DFL's softmax
     assert len(int8_convs) == 56  # every synaptic convolution, the attention's output projection and the readouts
+    terms = {c: sum(n.name.rsplit("/term.", 1)[0] == c for n in convs) for c in int8_convs}
+    backbone = {c for c in int8_convs if c.startswith("/model.0/")}
+    assert len(backbone) == 30 and {terms[c] for c in backbone} == {3}  # the schedule's three terms, backbone only
+    assert {terms[c] for c in int8_convs - backbone} == {2}
+    assert sum(n.op_type == "Sum" for n in g.node) == 56  # each convolution's terms summed once
     quantized = {n.input[0] for n in g.node if n.op_type == "QuantizeLinear"}
     # each quantised input is a count: uint8 with scale 1 and zero point 0
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
@@ -122,11 +127,12 @@ def module_of(round_node: str) -> str:
 
 def test_spike_counts_equal_eager_on_real_images_but_near_threshold(int8, ssdd_root, tmp_path):
     """Every neuron's count, integer path against eager PyTorch, on 4 SSDD images at 416 px. The weights'
-    rounding moves each membrane by a little (two int8 terms: about 1e-5 of its weights' range), which flips
-    the spikes lying that close to a rounding threshold; a flip changes the next layer's input, so the
-    differences grow with depth (the attention blocks and the neck amplify them; float32 ONNX graphs show
-    the same growth from their own last-bit differences, 20 times smaller). Measured: the stem's neuron
-    equal, at most 0.05 % by the end of stage 3, about 4 % over the whole network."""
+    rounding moves each membrane by a little (three int8 terms in the backbone: about 6e-8 of its weights'
+    range, two in the neck and head: about 1.5e-5), which flips the spikes lying that close to a rounding
+    threshold; a flip changes the next layer's input, so the differences grow with depth (the attention
+    blocks and the neck amplify them; float32 graphs show the same growth from their own last-bit
+    differences). Measured: none up to the end of stage 3, 0.09 % over the whole network (two terms
+    everywhere: 4 %; eager unfolded against eager folded on SSDD training images: 0.06 %)."""
     import onnx
     import openvino as ov
 
@@ -154,10 +160,10 @@ def test_spike_counts_equal_eager_on_real_images_but_near_threshold(int8, ssdd_r
     frac = {k: d / n for k, (d, n) in flips.items()}
     assert frac["model.0.sps1.lif"] == 0  # the stem's neuron sees the float32 stem: identical
     early = [k for k in frac if k.startswith(("model.0.sps2", "model.0.p3_blocks", "model.0.sps3"))]
-    assert len(early) == 4 and max(frac[k] for k in early) < 3e-3, {k: frac[k] for k in early}
+    assert len(early) == 4 and max(frac[k] for k in early) < 1e-4, {k: frac[k] for k in early}
     total = sum(d for d, _ in flips.values()) / sum(n for _, n in flips.values())
     print(f"spike counts differing: stage 3 {max(frac[k] for k in early):.2e}, whole network {total:.2e}")
-    assert 0 < total < 0.06, total  # not zero: the comparison sees the rounding
+    assert 0 < total < 4e-3, total  # not zero: the comparison sees the rounding
 
 
 def test_detections_match_eager_on_the_demo_images(int8):
@@ -187,7 +193,12 @@ def test_cache_is_built_once_and_never_used_for_other_weights(int8, cache):
     # a graph of other weights under this checkpoint's name (a copied or stale file) is not used: rebuilt
     other = i8.cache_path(sha256(resolve_weights("nepu")), i8.Int8Runtime.terms)
     with pytest.raises(ValueError, match="not the int8 graph"):
-        i8.graph_settings(graph, sha256(resolve_weights("nepu")))
+        i8.graph_settings(graph, sha256(resolve_weights("nepu")), i8.Int8Runtime.terms)
+    # another term schedule is another cache file, and this graph is refused under it
+    two = (("", 2),)
+    assert i8.cache_path(sha256(path), two) != graph
+    with pytest.raises(ValueError, match="under the terms =2"):
+        i8.graph_settings(graph, sha256(path), two)
     graph.write_bytes(b"not an onnx graph")  # a damaged cache file: rebuilt
     rt = load_runtime("ssdd", runtime="int8")
     assert rt.graph == graph and graph.stat().st_size > 1_000_000 and not other.exists()
@@ -212,3 +223,12 @@ def test_openvino_stays_unimported_until_chosen():
     r = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_schedule_naming_no_convolution_is_refused(tmp_path, cache):
+    """A term schedule whose prefix matches no convolution (graph names not what it expects) would
+    quietly give every convolution the fallback terms: the build refuses it, and writes nothing."""
+    out = tmp_path / "g.onnx"
+    with pytest.raises(ValueError, match="no quantised convolution is named /model.9/"):
+        i8.build_graph(resolve_weights("ssdd"), out, (("/model.9/", 3), ("", 2)))
+    assert not out.exists() and not list(tmp_path.iterdir())
