@@ -125,20 +125,30 @@ def module_of(round_node: str) -> str:
     return ".".join(parts)
 
 
-def test_spike_counts_equal_eager_on_real_images_but_near_threshold(int8, ssdd_root, tmp_path):
-    """Every neuron's count, integer path against eager PyTorch, on 4 SSDD images at 416 px. The weights'
-    rounding moves each membrane by a little (three int8 terms in the backbone: about 6e-8 of its weights'
-    range, two in the neck and head: about 1.5e-5), which flips the spikes lying that close to a rounding
-    threshold; a flip changes the next layer's input, so the differences grow with depth (the attention
-    blocks and the neck amplify them; float32 graphs show the same growth from their own last-bit
-    differences). Measured: none up to the end of stage 3, 0.09 % over the whole network (two terms
-    everywhere: 4 %; eager unfolded against eager folded on SSDD training images: 0.06 %)."""
+# (shipped model, its data fixture, images under it, size, most differing counts by the end of stage 3 and
+# over the network): measured 0 / 0.09 % on SSDD, 0 / 0.32 % on NEPU (two int8 terms everywhere: 4.4 % and
+# 4.5 %; OpenVINO's float32 graph: 0.14 % and 0)
+SPIKE_CASES = [("ssdd", "ssdd_root", "JPEGImages/*.jpg", 416, 1e-4, 4e-3),
+               ("nepu", "nepu_root", "train2017/*.jpg", 512, 1e-4, 5e-3)]
+
+
+@pytest.mark.parametrize("weights, root, pattern, size, stage3, network", SPIKE_CASES, ids=[c[0] for c in SPIKE_CASES])
+def test_spike_counts_equal_eager_on_real_images_but_near_threshold(weights, root, pattern, size, stage3, network,
+                                                                    cache, request, tmp_path):
+    """Every neuron's count, integer path against eager PyTorch, on 4 images of the model's own data at
+    its size (NEPU: training images). The weights' rounding moves each membrane by a little (three int8
+    terms in the backbone: about 6e-8 of its weights' range, two in the neck and head: about 1.5e-5),
+    which flips the spikes lying that close to a rounding threshold; a flip changes the next layer's
+    input, so the differences grow with depth (the attention blocks and the neck amplify them; float32
+    graphs show the same growth from their own last-bit differences). Eager unfolded against eager
+    folded differs by 0.06 % (SSDD) to 0.4 % (NEPU) of the counts."""
     import onnx
     import openvino as ov
 
-    eager = load_runtime("ssdd", runtime="eager")
-    files = sorted((ssdd_root / "JPEGImages").glob("*.jpg"))[:4]
-    x = torch.cat([letterbox_tensor(cv2.imread(str(f)), 416) for f in files])
+    folder = request.getfixturevalue(root)
+    eager, int8 = load_runtime(weights, runtime="eager"), load_runtime(weights, runtime="int8")
+    files = sorted(folder.glob(pattern))[:4]
+    x = torch.cat([letterbox_tensor(cv2.imread(str(f)), size) for f in files])
     ref = neuron_outputs(eager, x)
     model = onnx.load(str(int8.graph))
     rounds = {n.output[0]: module_of(n.name) for n in model.graph.node if n.op_type == "Round"}
@@ -160,10 +170,10 @@ def test_spike_counts_equal_eager_on_real_images_but_near_threshold(int8, ssdd_r
     frac = {k: d / n for k, (d, n) in flips.items()}
     assert frac["model.0.sps1.lif"] == 0  # the stem's neuron sees the float32 stem: identical
     early = [k for k in frac if k.startswith(("model.0.sps2", "model.0.p3_blocks", "model.0.sps3"))]
-    assert len(early) == 4 and max(frac[k] for k in early) < 1e-4, {k: frac[k] for k in early}
+    assert len(early) == 4 and max(frac[k] for k in early) < stage3, {k: frac[k] for k in early}
     total = sum(d for d, _ in flips.values()) / sum(n for _, n in flips.values())
-    print(f"spike counts differing: stage 3 {max(frac[k] for k in early):.2e}, whole network {total:.2e}")
-    assert 0 < total < 4e-3, total  # not zero: the comparison sees the rounding
+    print(f"{weights}: spike counts differing: stage 3 {max(frac[k] for k in early):.2e}, whole network {total:.2e}")
+    assert 0 < total < network, total  # not zero: the comparison sees the rounding
 
 
 def test_detections_match_eager_on_the_demo_images(int8):
