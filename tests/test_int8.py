@@ -128,11 +128,12 @@ def module_of(round_node: str) -> str:
 # (shipped model, its data fixture, images under it, size, most differing counts by the end of stage 3 and
 # over the network): measured 0 / 0.09 % on SSDD, 0 / 0.32 % on NEPU (two int8 terms everywhere: 4.4 % and
 # 4.5 %; OpenVINO's float32 graph: 0.14 % and 0)
-SPIKE_CASES = [("ssdd", "ssdd_root", "JPEGImages/*.jpg", 416, 1e-4, 4e-3),
-               ("nepu", "nepu_root", "train2017/*.jpg", 512, 1e-4, 5e-3)]
+SPIKE_CASES = [pytest.param("ssdd", "ssdd_root", "JPEGImages/*.jpg", 416, 1e-4, 4e-3, id="ssdd"),
+               pytest.param("nepu", "nepu_root", "train2017/*.jpg", 512, 1e-4, 5e-3, id="nepu",
+                            marks=pytest.mark.slow)]  # builds a second graph: 6 s
 
 
-@pytest.mark.parametrize("weights, root, pattern, size, stage3, network", SPIKE_CASES, ids=[c[0] for c in SPIKE_CASES])
+@pytest.mark.parametrize("weights, root, pattern, size, stage3, network", SPIKE_CASES)
 def test_spike_counts_equal_eager_on_real_images_but_near_threshold(weights, root, pattern, size, stage3, network,
                                                                     cache, request, tmp_path):
     """Every neuron's count, integer path against eager PyTorch, on 4 images of the model's own data at
