@@ -5,11 +5,14 @@ zero point 0. So the convolutions fed by spikes need no calibration: their input
 error, their weights per output channel to int8 (symmetric, scale = max |w| / 127), and the product is
 accumulated in int32 and scaled back to float32, because the result is a membrane's input current (a
 real number), not the input of another quantised layer. The only error is the weights' rounding, but
-the network amplifies it: a flipped spike changes the next layer's input. With one int8 term per weight
-12 % of the counts differ from eager's and SSDD test mAP moved by 0.007; so each weight is two int8
-terms (the second quantises the first's rounding error, 254 times finer: two int8 convolutions of the
-same input, summed). Measured accuracy and the trade-off: docs/design.md, section 10;
-``tests/test_int8.py`` counts the spikes that differ on real images.
+the network amplifies it: a flipped spike changes the next layer's input, and every layer after it
+multiplies the differences. So each weight is a sum of int8 terms (each quantises the rounding error
+of those before it, 254 times finer: int8 convolutions of the same input, summed), three in the
+backbone, where a flip has the most layers ahead of it, and two in the neck and head (``TERMS``): 0.2 to
+0.5 % of the counts then differ from eager's (eager's own float32 reassociation, batch norm unfolded
+against folded, moves 0.06 to 0.4 %), against 4 % with two terms everywhere. Measured accuracy, speed
+and the alternatives: docs/design.md, section 10; ``tests/test_int8.py`` counts the spikes that differ
+on real images.
 
 What stays float32: the encoding convolution (real pixels), the neurons (charge, fire, reset), the
 attention's salience and the head's decoding (DFL). A convolution is quantised when its input is, by
@@ -26,11 +29,12 @@ with the dequantisation fused into their output; ONNX Runtime does not (without 
 dequantises the weights and runs the float kernel, slower than float32 itself), hence OpenVINO
 (measured: docs/design.md, section 10).
 
-The graph depends on the weights only, so it is built once and cached in the project's cache folder,
-named by the checkpoint's sha256 and this module's format version: other weights never find it, and a
-corrupt or missing cache file is rebuilt. OpenVINO compiles it for each input shape it meets (about a
-second; the last few compilations are kept) in float32 precision for the unquantised parts (left to
-itself it would choose bfloat16 on CPUs that have it).
+The graph depends on the weights and the term schedule only, so it is built once and cached in the
+project's cache folder, named by the checkpoint's sha256, the schedule and this module's format version
+(the first two also in its metadata, checked on load): other weights or another schedule never find
+it, and a corrupt or missing cache file is rebuilt. OpenVINO compiles it for each input shape it meets
+(about a second; the last few compilations are kept) in float32 precision for the unquantised parts
+(left to itself it would choose bfloat16 on CPUs that have it).
 
 ``onnx``, ``onnxruntime`` (building the graph) and ``openvino`` (running it) are the optional extra
 ``int8``: ``pip install -e ".[int8]"``; they are imported only when this runtime is chosen.
@@ -38,7 +42,8 @@ itself it would choose bfloat16 on CPUs that have it).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,7 +53,11 @@ import torch
 from ..models.settings import ModelSettings
 from .base import Runtime
 
-FORMAT = 1  # the graph builder's version, part of the cache name: raise it when build_graph changes
+FORMAT = 2  # the graph builder's version, part of the cache name: raise it when build_graph changes
+# int8 terms per weight (``weight_terms``) by where a convolution lies: the first (prefix of its ONNX node name,
+# terms) that matches. A flipped spike is amplified by every layer after it, so the backbone (``model.0``, the
+# detector's first module) gets three terms and the neck and the head two (docs/design.md, section 10)
+TERMS: tuple[tuple[str, int], ...] = (("/model.0/", 3), ("", 2))
 COMPILED_SHAPES = 8  # compiled models kept (input shapes); evaluation's rect batches bring a handful
 # operations that pass values on unchanged (moved, repeated or gathered): what they pass of a count is a count
 COUNT_PRESERVING = {"Reshape", "Unsqueeze", "Squeeze", "Transpose", "Resize", "Slice", "Flatten", "Identity", "MaxPool",
@@ -157,15 +166,14 @@ def fold_constants(src: Path) -> "onnx.ModelProto":  # noqa: F821 - onnx is impo
         folded.unlink(missing_ok=True)
 
 
-def quantize_graph(src: Path, dst: Path, terms: int = 2) -> dict[str, list[str]]:
-    """Write ``dst``: the float ONNX graph ``src`` with constants folded and every convolution fed by
-    counts of at most 255 (``count_bounds``) given a uint8 input (scale 1, exact) and its weights as
-    ``terms`` int8 convolutions summed in float32 (``weight_terms``). Returns the names of the
-    convolutions quantised (``int8``) and kept float32 (``float32``)."""
-    import onnx
+def quantize_model(model: "onnx.ModelProto", terms: Callable[[str], int]) -> dict[str, list[str]]:  # noqa: F821
+    """Quantise the constant-folded ONNX ``model`` in place: every convolution fed by counts of at most
+    255 (``count_bounds``) gets a uint8 input (scale 1, exact) and its weights as ``terms(name)`` int8
+    convolutions summed in float32 (``weight_terms``; ``name`` is the convolution's node name; 0 terms
+    keeps it float32). Returns the names of the convolutions quantised (``int8``) and kept float32
+    (``float32``)."""
     from onnx import helper, numpy_helper
 
-    model = fold_constants(src)
     g = model.graph
     weights = {i.name: i for i in g.initializer}
     bounds = count_bounds(g)
@@ -174,7 +182,8 @@ def quantize_graph(src: Path, dst: Path, terms: int = 2) -> dict[str, list[str]]
     nodes, quantized_inputs, report = [], {}, {"int8": [], "float32": []}
     for n in g.node:
         x = n.input[0] if n.input else ""
-        if n.op_type != "Conv" or n.input[1] not in weights or (bounds.get(x) or UINT8_MAX + 1) > UINT8_MAX:
+        if (n.op_type != "Conv" or n.input[1] not in weights or (bounds.get(x) or UINT8_MAX + 1) > UINT8_MAX
+                or terms(n.name) == 0):
             report["float32"] += [n.name] if n.op_type == "Conv" else []
             nodes.append(n)
             continue
@@ -182,19 +191,19 @@ def quantize_graph(src: Path, dst: Path, terms: int = 2) -> dict[str, list[str]]
             nodes.append(helper.make_node("QuantizeLinear", [x, "int8/one", "int8/zero_u8"], [f"{x}/u8"]))
             nodes.append(helper.make_node("DequantizeLinear", [f"{x}/u8", "int8/one", "int8/zero_u8"], [f"{x}/dq"]))
             quantized_inputs[x] = f"{x}/dq"
-        w, out = n.input[1], n.output[0]
+        w, out, k = n.input[1], n.output[0], terms(n.name)
         parts = []
-        for i, (q, scale) in enumerate(weight_terms(numpy_helper.to_array(weights[w]), terms)):
+        for i, (q, scale) in enumerate(weight_terms(numpy_helper.to_array(weights[w]), k)):
             g.initializer.extend([numpy_helper.from_array(q, f"{w}/i8.{i}"), numpy_helper.from_array(scale, f"{w}/scale.{i}"),
                                   numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{w}/zero.{i}")])
             nodes.append(helper.make_node("DequantizeLinear", [f"{w}/i8.{i}", f"{w}/scale.{i}", f"{w}/zero.{i}"],
                                           [f"{w}/dq.{i}"], axis=0))
             inputs = [quantized_inputs[x], f"{w}/dq.{i}"] + (list(n.input[2:]) if i == 0 else [])  # the bias once
-            conv = helper.make_node("Conv", inputs, [f"{out}/term.{i}" if terms > 1 else out], name=f"{n.name}/term.{i}")
+            conv = helper.make_node("Conv", inputs, [f"{out}/term.{i}" if k > 1 else out], name=f"{n.name}/term.{i}")
             conv.attribute.extend(n.attribute)
             nodes.append(conv)
             parts.append(conv.output[0])
-        if terms > 1:
+        if k > 1:
             nodes.append(helper.make_node("Sum", parts, [out], name=f"{n.name}/sum"))
         report["int8"].append(n.name)
     del g.node[:]
@@ -203,21 +212,47 @@ def quantize_graph(src: Path, dst: Path, terms: int = 2) -> dict[str, list[str]]
     kept = [i for i in g.initializer if i.name in used]  # without the float weights the int8 ones replace
     del g.initializer[:]
     g.initializer.extend(kept)
+    return report
+
+
+def quantize_graph(src: Path, dst: Path, terms: Callable[[str], int]) -> dict[str, list[str]]:
+    """Write ``dst``: the float ONNX graph ``src`` with constants folded (``fold_constants``) and
+    quantised (``quantize_model``); returns ``quantize_model``'s report."""
+    import onnx
+
+    model = fold_constants(src)
+    report = quantize_model(model, terms)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
     return report
 
 
-def cache_path(sha: str, terms: int) -> Path:
-    """Where the graph of the weights with this sha256 is cached."""
+def terms_text(schedule: tuple[tuple[str, int], ...]) -> str:
+    """A term schedule (``TERMS``) as the text the graph's metadata carries: ``/model.0/=3;=2``."""
+    return ";".join(f"{prefix}={k}" for prefix, k in schedule)
+
+
+def terms_for(name: str, schedule: tuple[tuple[str, int], ...]) -> int:
+    """The int8 terms of the convolution named ``name`` under ``schedule``: its first matching prefix's
+    (0, float32, where none matches)."""
+    return next((k for prefix, k in schedule if name.startswith(prefix)), 0)
+
+
+def cache_path(sha: str, schedule: tuple[tuple[str, int], ...]) -> Path:
+    """Where the graph of the weights with this sha256, quantised under ``schedule``, is cached: both
+    are in the name (the schedule hashed), so other weights or another schedule never find it."""
+    import hashlib
+
     from ..settings import cache_dir
 
-    return cache_dir("int8") / f"{sha}-w{terms}-v{FORMAT}-torch{torch.__version__.split('+')[0]}.onnx"
+    tag = hashlib.sha256(terms_text(schedule).encode()).hexdigest()[:12]
+    return cache_dir("int8") / f"{sha}-t{tag}-v{FORMAT}-torch{torch.__version__.split('+')[0]}.onnx"
 
 
-def build_graph(weights: Path, out: Path, terms: int) -> dict[str, list[str]]:
-    """The int8 graph of checkpoint ``weights`` written to ``out`` (whole or not at all); returns the
-    report of ``quantize_graph``."""
+def build_graph(weights: Path, out: Path, schedule: tuple[tuple[str, int], ...]) -> dict[str, list[str]]:
+    """The int8 graph of checkpoint ``weights``, its weights in int8 terms by ``schedule`` (``TERMS``),
+    written to ``out`` (whole or not at all); returns the report of ``quantize_graph``. ValueError if a
+    prefix of the schedule names no quantised convolution (the graph's names are not what it expects)."""
     import os
 
     from ..models.settings import settings_of
@@ -227,13 +262,18 @@ def build_graph(weights: Path, out: Path, terms: int) -> dict[str, list[str]]:
 
     model = EagerRuntime.load(Path(weights), torch.device("cpu")).module.float().eval()  # batch norm folded
     imgsz = settings_of(model).imgsz()  # the example size; height and width stay dynamic
-    meta = graph_metadata(settings_of(model), imgsz, sha256(weights), dynamic_size=True)
+    meta = {**graph_metadata(settings_of(model), imgsz, sha256(weights), dynamic_size=True),
+            "int8_terms": terms_text(schedule)}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.float.onnx")  # the pid: two processes may build at once
     part = out.with_name(f".{out.name}.{os.getpid()}.part")
     try:
         trace_onnx(model, tmp, torch.zeros(1, 3, imgsz, imgsz), meta, dynamic_size=True)
-        report = quantize_graph(tmp, part, terms)
+        report = quantize_graph(tmp, part, lambda name: terms_for(name, schedule))
+        unmatched = [p for p, _ in schedule if p and not any(n.startswith(p) for n in report["int8"])]
+        if unmatched:
+            raise ValueError(f"int8 graph of {weights}: no quantised convolution is named {unmatched[0]}..., "
+                             f"which the term schedule {terms_text(schedule)} expects")
         part.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -241,23 +281,24 @@ def build_graph(weights: Path, out: Path, terms: int) -> dict[str, list[str]]:
     return report
 
 
-def graph_settings(path: Path, sha: str) -> ModelSettings:
+def graph_settings(path: Path, sha: str, schedule: tuple[tuple[str, int], ...]) -> ModelSettings:
     """The settings in the int8 graph's metadata (any input size); ValueError if the graph is not of
-    dynamic size or was made from other weights than those with this sha256."""
+    dynamic size or was made from other weights than those with this sha256 or under another term
+    schedule."""
     import onnx
 
     from .onnx_runtime import read_metadata
 
     meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    if meta.get("dynamic_size") != "1" or meta.get("source_sha256") != sha:
-        raise ValueError(f"{path}: not the int8 graph of the weights with sha256 {sha}")
+    if meta.get("dynamic_size") != "1" or meta.get("source_sha256") != sha or meta.get("int8_terms") != terms_text(schedule):
+        raise ValueError(f"{path}: not the int8 graph of the weights with sha256 {sha} under the terms {terms_text(schedule)}")
     s = read_metadata(path, meta)
     return replace(s, train_imgsz=s.input_size, input_size=None)
 
 
 class Int8Runtime(Runtime):
     name = "int8"
-    terms = 2  # int8 terms per weight (``weight_terms``); one loses 0.007 SSDD mAP (docs/design.md, section 10)
+    terms = TERMS  # the int8 terms of each convolution's weights
 
     def __init__(self, graph: str | Path, settings: ModelSettings, threads: int | None = None):
         require_int8()
@@ -279,16 +320,18 @@ class Int8Runtime(Runtime):
         sha = sha256(path)
         graph = cache_path(sha, cls.terms)
         try:
-            settings = graph_settings(graph, sha) if graph.is_file() else None
+            settings = graph_settings(graph, sha, cls.terms) if graph.is_file() else None
         except Exception:  # noqa: BLE001 - a cache file cut short, damaged or foreign: rebuilt below
             settings = None
         if settings is None:
             report = build_graph(path, graph, cls.terms)
             from ultralytics.utils import LOGGER
 
-            LOGGER.info(f"int8 graph of {path.name}: {len(report['int8'])} convolutions int8, "
-                        f"{len(report['float32'])} float32; cached as {graph}")
-            settings = graph_settings(graph, sha)
+            by_terms = Counter(terms_for(n, cls.terms) for n in report["int8"])
+            LOGGER.info(f"int8 graph of {path.name}: {len(report['int8'])} convolutions int8 ("
+                        + ", ".join(f"{c} in {k} terms" for k, c in sorted(by_terms.items(), reverse=True))
+                        + f"), {len(report['float32'])} float32; cached as {graph}")
+            settings = graph_settings(graph, sha, cls.terms)
         return cls(graph, replace(settings, source=str(path)))
 
     def compiled_for(self, shape: tuple[int, ...]):
