@@ -72,7 +72,7 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
     tile, overlap, outputs, conf, iou, max_det = o.tile, o.overlap, o.outputs, o.conf, o.iou, o.max_det
     src = expand_source(source)
     folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)
-    rt = as_runtime(model) if model is not None else load_runtime(o.weights, o.device, o.runtime)
+    rt = as_runtime(model) if model is not None else load_runtime(o.weights, o.device, o.runtime, detection=True)
     imgsz = rt.settings.check_imgsz(rt.settings.imgsz() if o.imgsz is None else o.imgsz)
     names = dict(rt.settings.names)
     writers = make_writers(outputs, folder, names, {"geojson": {"crs": o.geojson_crs}})
