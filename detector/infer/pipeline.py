@@ -63,7 +63,8 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
     names: ``image``, ``txt``, ``json``, ``geojson``) into ``out`` (default: a fresh ``runs/detect/expN``).
     ``options`` is a ``DetectOptions`` (or its fields as keywords: ``conf=0.1, tile="auto"``...). The
     model is ``model`` (a runtime or a PyTorch module) or the weights (a shipped model's name or a
-    path; default: the default shipped model) run by ``options.runtime`` (``detector.infer.RUNTIMES``).
+    path; default: the default shipped model) run by ``options.runtime`` (``detector.infer.RUNTIMES``;
+    ``auto`` as for detection: int8 on a CPU where its extra is installed, ``detector.infer.runtime``).
     ``imgsz`` defaults to the size the weights were trained at (``ModelSettings.imgsz``); ``tile``:
     None (whole images), a tile size in pixels, or ``auto``; ``max_det`` is per tile then.
     ``geojson_crs``: ``wgs84`` (RFC 7946 longitude/latitude) or ``native`` (the raster's own CRS), see

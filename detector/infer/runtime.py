@@ -9,7 +9,10 @@ OpenVINO...) is one row here and one module in this package; the table imports t
 (when one is chosen), the classes (``detector.infer.base.Runtime`` subclasses) never see the table.
 
 ``load_runtime`` turns ``--weights`` (a shipped model's name or a path), ``--device`` and
-``--runtime`` into a ready runtime; every tool loads through it. ``as_runtime`` wraps a PyTorch
+``--runtime`` into a ready runtime; every tool loads through it. ``--runtime auto`` is two tables below
+the runtimes': ``AUTO``, the reference (eager for a checkpoint), which evaluation and analysis run, and
+``AUTO_DETECTION``, the faster runtime detection runs where it can (int8 on a CPU), falling back to the
+reference with one warning if it fails to load. ``as_runtime`` wraps a PyTorch
 module someone already holds (a model being trained, a test's stand-in) as it is, unfolded.
 """
 
