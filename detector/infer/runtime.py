@@ -56,8 +56,8 @@ class RuntimeSpec:
 
 RUNTIMES: dict[str, RuntimeSpec] = {s.name: s for s in (
     RuntimeSpec("eager", (".pt",), ("cpu", "cuda", "mps"), False, True, "torch_runtimes:EagerRuntime",
-                "PyTorch, batch norm folded into the convolutions (the reference: auto for .pt but in detection "
-                "on a CPU)"),
+                "PyTorch, batch norm folded into the convolutions (the reference; auto for .pt, but for detection "
+                "on a CPU where int8 is installed)"),
     RuntimeSpec("compiled", (".pt",), ("cpu", "cuda"), True, True, "torch_runtimes:CompiledRuntime",
                 "torch.compile (inductor): compiled once per input shape (time printed), cached on disk"),
     RuntimeSpec("cudagraph", (".pt",), ("cuda",), True, False, "torch_runtimes:CudaGraphRuntime",
