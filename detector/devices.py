@@ -43,6 +43,24 @@ class Device:
         return self.ultralytics if self.kind != "cuda" else ",".join(f"cuda:{i}" for i in self.indices)
 
 
+def parse_device(spec) -> Device:
+    """``spec`` as a ``Device`` by its spelling alone, not checked against this machine (a survey's
+    client names the device its workers run on); a misspelt one is a one-line ValueError."""
+    if isinstance(spec, Device):
+        return spec
+    s = str(spec if spec is not None else "cpu").strip().lower().replace(" ", "")
+    if not _SPEC.match(s):
+        raise ValueError(f"device must be cpu, mps, cuda, cuda:N or GPU indices like 0 or 0,1; got {spec!r}")
+    if s in {"cpu", "mps"}:
+        return Device(s)
+    if s.startswith("cuda"):
+        return Device("cuda", (int(s.split(":")[1]) if ":" in s else 0,))
+    idx = tuple(int(i) for i in s.split(","))
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"device {spec!r} names a GPU twice")
+    return Device("cuda", idx)
+
+
 def resolve_device(spec, multi: bool = False) -> Device:
     """``spec`` (a name above, a ``torch.device`` or a ``Device``) as a ``Device`` that exists here.
     ``multi``: whether several GPUs are allowed (training); otherwise ``0,1`` is refused in one line."""
@@ -50,21 +68,7 @@ def resolve_device(spec, multi: bool = False) -> Device:
 
     if isinstance(spec, Device) and (multi or len(spec.indices) <= 1):
         return spec  # resolved already (an options record resolves its device once, at construction)
-    if isinstance(spec, Device):
-        dev = spec
-    else:
-        s = str(spec if spec is not None else "cpu").strip().lower().replace(" ", "")
-        if not _SPEC.match(s):
-            raise ValueError(f"device must be cpu, mps, cuda, cuda:N or GPU indices like 0 or 0,1; got {spec!r}")
-        if s in {"cpu", "mps"}:
-            dev = Device(s)
-        elif s.startswith("cuda"):
-            dev = Device("cuda", (int(s.split(":")[1]) if ":" in s else 0,))
-        else:
-            idx = tuple(int(i) for i in s.split(","))
-            if len(set(idx)) != len(idx):
-                raise ValueError(f"device {spec!r} names a GPU twice")
-            dev = Device("cuda", idx)
+    dev = parse_device(spec)
     if dev.kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device mps is not available on this machine; use --device cpu")
     if dev.kind == "cuda":

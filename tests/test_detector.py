@@ -450,7 +450,8 @@ def test_detect_works_with_network_blocked(tmp_path, saved, no_network):
     for i in range(2):
         cv2.imwrite(str(src / f"scene{i}.png"), sar_like_image(seed=i))
     out = tmp_path / "out"
-    summary = detect(src, weights, out, conf=0.001, imgsz=128, outputs=("image", "txt", "json"), verbose=False)
+    summary = detect(src, weights, out, runtime="eager", conf=0.001, imgsz=128, outputs=("image", "txt", "json"),
+                     verbose=False)
     assert summary.images == 2 and summary.detections > 0 and not summary.skipped
     assert sorted(p.name for p in out.glob("*.jpg")) == ["scene0.jpg", "scene1.jpg"]
     assert cv2.imread(str(out / "scene0.jpg")).shape == (150, 220, 3)  # rendered at the original size

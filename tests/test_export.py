@@ -58,7 +58,7 @@ def test_detect_tool_runs_the_onnx_file(shipped_onnx, tmp_path):
                         "--out", str(out), "--save-json"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     preds = json.loads((out / "predictions.json").read_text())
-    ref = detect(REPO / "images", out=tmp_path / "ref", outputs=("json",), verbose=False).predictions
+    ref = detect(REPO / "images", out=tmp_path / "ref", runtime="eager", outputs=("json",), verbose=False).predictions
     assert len(preds) == len(ref) and {p["file_name"] for p in preds} == {p["file_name"] for p in ref}
     assert len(list(out.glob("*.jpg"))) == len(IMAGES)
 

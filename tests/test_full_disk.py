@@ -55,14 +55,14 @@ def test_detect_on_a_full_disk_is_one_line_and_leaves_no_temp_file(tmp_path, tin
     out = tmp_path / "out"
     FullDisk(out, 0, lambda p: p.name.startswith(".predictions.json")).install(monkeypatch)
     with pytest.raises(DiskFullError) as e:
-        detect(src, tiny_weights, out, imgsz=IMGSZ, conf=0.0, outputs=("image", "json"), verbose=False)
+        detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, conf=0.0, outputs=("image", "json"), verbose=False)
     assert_names_the_disk(str(e.value), out / "predictions.json")
     assert temp_files(out) == []
     lines = (out / "predictions.jsonl").read_text().splitlines()  # what was done is kept
     assert len(lines) == 2 and not (out / "predictions.json").exists()
     monkeypatch.undo()
-    r = run_full(tmp_path / "o2", 0, TOOLS / "detect.py", "--source", src, "--weights", tiny_weights, "--out", tmp_path / "o2",
-                 "--imgsz", IMGSZ, "--save-txt")
+    r = run_full(tmp_path / "o2", 0, TOOLS / "detect.py", "--source", src, "--weights", tiny_weights, "--runtime", "eager",
+                 "--out", tmp_path / "o2", "--imgsz", IMGSZ, "--save-txt")
     assert_names_the_disk(one_line_error(r), tmp_path / "o2")
     assert temp_files(tmp_path / "o2") == []
 
@@ -70,13 +70,13 @@ def test_detect_on_a_full_disk_is_one_line_and_leaves_no_temp_file(tmp_path, tin
 def test_detect_removes_its_leftover_temp_files_at_the_next_start(tmp_path, tiny_weights):
     src = images_folder(tmp_path / "src", ["a.png"])
     out = tmp_path / "out"
-    detect(src, tiny_weights, out, imgsz=IMGSZ, outputs=("image", "json", "txt"), verbose=False)
+    detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, outputs=("image", "json", "txt"), verbose=False)
     left = [out / ".predictions.json.tmp", out / ".a.jpg.tmp.jpg", out / ".a.jpg.tmp", out / "labels" / ".a.txt.tmp"]
     for p in left:  # what a run killed half-way through each write leaves
         p.write_bytes(b"half")
     mine = out / ".notes.tmp"  # not derived from anything the tool wrote: not its to delete
     mine.write_text("mine")
-    detect(src, tiny_weights, out, imgsz=IMGSZ, outputs=("image", "json", "txt"), verbose=False)
+    detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, outputs=("image", "json", "txt"), verbose=False)
     assert [p for p in left if p.exists()] == [] and mine.read_text() == "mine"
 
 
@@ -101,7 +101,7 @@ def test_outputs_agree_after_ctrl_c(tmp_path, tiny_weights, monkeypatch):
     out = tmp_path / "out"
     try:
         with pytest.raises(KeyboardInterrupt):
-            detect(src, tiny_weights, out, imgsz=IMGSZ, conf=0.0, outputs=("image", "json", "txt", "geojson"),
+            detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, conf=0.0, outputs=("image", "json", "txt", "geojson"),
                    verbose=False)
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -125,13 +125,13 @@ def test_a_rerun_keeps_the_predictions_of_a_killed_run(tmp_path, tiny_weights):
             "        os._exit(9)  # SIGKILL-like: no cleanup at all\n"
             "    return real(*a, **k)\n"
             "P.predict_image = f\n"
-            f"P.detect({str(src)!r}, {str(tiny_weights)!r}, {str(out)!r}, imgsz={IMGSZ}, conf=0.0, outputs=('json',),"
+            f"P.detect({str(src)!r}, {str(tiny_weights)!r}, {str(out)!r}, runtime='eager', imgsz={IMGSZ}, conf=0.0, outputs=('json',),"
             " verbose=False)\n")
     assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 9
     kept = (out / "predictions.jsonl").read_text()
     assert len(kept.splitlines()) == 2
-    r = run_tool(TOOLS / "detect.py", "--source", src, "--weights", tiny_weights, "--out", out, "--imgsz", IMGSZ,
-                 "--save-json", "--no-render", "--conf", "0")
+    r = run_tool(TOOLS / "detect.py", "--source", src, "--weights", tiny_weights, "--runtime", "eager", "--out", out,
+                 "--imgsz", IMGSZ, "--save-json", "--no-render", "--conf", "0")
     assert r.returncode == 0, r.stderr[-2000:]
     aside = [p for p in out.iterdir() if p.suffix == ".jsonl"]
     assert [p.read_text() for p in aside] == [kept]  # set aside, not deleted ...

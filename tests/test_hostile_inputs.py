@@ -42,7 +42,8 @@ def test_a_strip_too_long_for_jpeg_is_rendered_and_its_predictions_kept(tmp_path
     src = images_folder(tmp_path / "src", ["b.png"])
     strip(src / "a_strip.png")
     out = tmp_path / "out"
-    s = detect(src, tiny_weights, out, imgsz=IMGSZ, conf=0.0, outputs=("image", "json", "geojson"), verbose=False)
+    s = detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, conf=0.0, outputs=("image", "json", "geojson"),
+               verbose=False)
     assert s.images == 2  # the strip did not stop the folder
     preds = json.loads((out / "predictions.json").read_text())
     assert {p["file_name"] for p in preds} == {"a_strip.png", "b.png"}
@@ -51,7 +52,7 @@ def test_a_strip_too_long_for_jpeg_is_rendered_and_its_predictions_kept(tmp_path
     render = cv2.imread(str(out / "a_strip.jpg"))
     assert render is not None and max(render.shape[:2]) <= 65_500 and render.shape[1] > 60_000
     # the tool: exit 0, the render's downscaling said in one line
-    r = run_tool(TOOLS / "detect.py", "--source", src, "--weights", tiny_weights, "--out", tmp_path / "out2",
+    r = run_tool(TOOLS / "detect.py", "--source", src, "--weights", tiny_weights, "--runtime", "eager", "--out", tmp_path / "out2",
                  "--imgsz", IMGSZ, "--save-json")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "a_strip" in r.stdout + r.stderr and "65500" in (r.stdout + r.stderr).replace(",", "")
@@ -71,7 +72,7 @@ def test_a_frame_whose_render_fails_is_reported_and_the_folder_goes_on(tmp_path,
 
     monkeypatch.setattr(Wr, "render", fails_on_b)
     out = tmp_path / "out"
-    s = detect(src, tiny_weights, out, imgsz=IMGSZ, conf=0.0, outputs=("image", "json"), verbose=False)
+    s = detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, conf=0.0, outputs=("image", "json"), verbose=False)
     assert s.images == 3
     assert sorted(p.name for p in out.glob("*.jpg")) == ["a.jpg", "c.jpg"]
     assert {p["file_name"] for p in json.loads((out / "predictions.json").read_text())} == {"a.png", "b.png", "c.png"}
@@ -191,7 +192,7 @@ def test_detect_lists_special_files_as_skipped(tmp_path, tiny_weights):
     src = images_folder(tmp_path / "src", ["a.png"])
     fifo(src / "pipe.png")
     (src / "dangling.png").symlink_to(tmp_path / "nowhere.png")
-    s = detect(src, tiny_weights, tmp_path / "out", imgsz=IMGSZ, verbose=False)
+    s = detect(src, tiny_weights, tmp_path / "out", runtime="eager", imgsz=IMGSZ, verbose=False)
     assert s.images == 1
     skipped = {Path(f).name: why for f, why in s.skipped}
     assert set(skipped) == {"pipe.png", "dangling.png"} and "not a regular file" in skipped["pipe.png"]

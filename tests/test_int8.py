@@ -1,7 +1,9 @@
 """The int8 runtime (``detector.infer.int8_runtime``): which convolutions become integer arithmetic
 (those fed by spike counts, by the graph's structure), the weights' int8 terms, the spike counts of the
 integer path against eager PyTorch on real SSDD images, the cache (built once per checkpoint, rebuilt
-when missing, damaged or made from other weights), and the lazy import."""
+when missing, damaged or made from other weights), the lazy import, and ``--runtime auto`` (int8 for
+detection on a CPU where the extra is installed, eager otherwise and for analysis; a graph that cannot
+be built gives way to eager with one warning under auto, and stays an error when int8 is named)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from detector.infer import load_runtime, predict_image
 from detector.infer import int8_runtime as i8
 from detector.io.letterbox import letterbox_tensor
 from detector.nn import SpikingNeuron
-from detector.weights import resolve_weights, sha256
+from detector.weights import UnsafeCheckpointError, resolve_weights, sha256
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -244,3 +246,117 @@ def test_a_schedule_naming_no_convolution_is_refused(tmp_path, cache):
     with pytest.raises(ValueError, match="no quantised convolution is named /model.9/"):
         i8.build_graph(resolve_weights("ssdd"), out, (("/model.9/", 3), ("", 2)))
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def logged(monkeypatch) -> list[tuple[str, str]]:
+    """The (level, message) pairs Ultralytics' logger is given."""
+    from ultralytics.utils import LOGGER
+
+    lines: list[tuple[str, str]] = []
+    for level in ("info", "warning"):
+        monkeypatch.setattr(LOGGER, level, lambda m, *a, _level=level, **k: lines.append((_level, str(m))))
+    return lines
+
+
+def without_openvino(monkeypatch) -> None:
+    """As on a plain install: the int8 extra's openvino is not found."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+
+
+def test_auto_is_int8_for_detection_on_a_cpu_and_eager_for_analysis(int8, logged, monkeypatch, tmp_path):
+    from dataclasses import fields
+
+    from detector.infer import detect
+    from detector.infer import pipeline
+    from detector.infer.options import DetectOptions, ValOptions
+    from detector.infer.runtime import choose_runtime
+
+    pt, ox = resolve_weights("ssdd"), Path("m.onnx")
+    assert choose_runtime("auto", pt, "cpu", detection=True).name == "int8"
+    assert choose_runtime("auto", pt, "cpu").name == "eager"  # evaluation and the analysis tools: the reference
+    assert choose_runtime("auto", pt, "cuda", detection=True).name == "eager"
+    assert choose_runtime("auto", ox, "cpu", detection=True).name == "onnx"
+    assert choose_runtime("eager", pt, "cpu", detection=True).name == "eager"  # one option away
+    help_ = {r: next(f.metadata["help"] for f in fields(r) if f.name == "runtime") for r in (DetectOptions, ValOptions)}
+    assert "int8 for .pt on a cpu" in help_[DetectOptions] and "int8" not in help_[ValOptions]
+    assert DetectOptions().runtime == ValOptions().runtime == "auto"
+    loaded = []
+    monkeypatch.setattr(pipeline, "load_runtime", lambda *a, **k: loaded.append(load_runtime(*a, **k)) or loaded[-1])
+    s = detect(REPO / "images" / "sar_scene_01.png", out=tmp_path / "o", outputs=("json",), verbose=False)
+    assert isinstance(loaded[0], i8.Int8Runtime) and s.detections > 0  # the graph of the cache: nothing built
+    assert not [m for level, m in logged if level == "warning"] and not any("building" in m for _, m in logged)
+    assert type(load_runtime("ssdd")).__name__ == "EagerRuntime"
+
+
+def test_auto_without_openvino_is_eager_with_one_info_line(logged, monkeypatch):
+    from detector.infer.runtime import choose_runtime
+
+    without_openvino(monkeypatch)
+    assert choose_runtime("auto", resolve_weights("ssdd"), "cpu", detection=True).name == "eager"
+    rt = load_runtime("ssdd", detection=True)
+    assert type(rt).__name__ == "EagerRuntime"
+    assert [level for level, _ in logged] == ["info"] and 'pip install -e ".[int8]"' in logged[0][1]
+    logged.clear()
+    load_runtime("ssdd", runtime="eager", detection=True)  # named: no hint
+    assert logged == []
+
+
+def test_a_graph_that_cannot_be_built_is_eager_under_auto_and_an_error_when_named(logged, monkeypatch, tmp_path):
+    """The cache folder unusable (here a file where the folder should be: read-only for root too), or the
+    build failing (an operator the converter does not know): auto runs eager after one warning line; a
+    named --runtime int8 fails in one line (the cache) or as it fails (the build)."""
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    rt = load_runtime("ssdd", detection=True)
+    warnings = [m for level, m in logged if level == "warning"]
+    assert type(rt).__name__ == "EagerRuntime" and len(warnings) == 1 and "\n" not in warnings[0]
+    assert "int8" in warnings[0] and str(blocked) in warnings[0] and "--runtime eager" in warnings[0]
+    assert any(level == "info" and "building the integer graph" in m for level, m in logged)  # why it waited
+    with pytest.raises(ValueError, match="cannot be written to the cache folder .*XDG_CACHE_HOME") as e:
+        load_runtime("ssdd", runtime="int8")
+    assert "\n" not in str(e.value)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def unsupported(*a, **k):
+        raise RuntimeError("Unsupported operator Foo")
+    monkeypatch.setattr(i8, "build_graph", unsupported)
+    logged.clear()
+    rt = load_runtime("ssdd", detection=True)
+    assert type(rt).__name__ == "EagerRuntime"
+    assert [m for level, m in logged if level == "warning"] == [
+        "runtime eager for snnvit-yolo-n-ssdd.pt: the int8 runtime failed (Unsupported operator Foo); "
+        "--runtime eager skips trying it"]
+    with pytest.raises(RuntimeError, match="Unsupported operator Foo"):
+        load_runtime("ssdd", runtime="int8")
+
+
+def test_bad_weights_under_auto_fail_in_their_own_words_without_the_int8_warning(cache, logged, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(UnsafeCheckpointError, match="refused to load") as e:
+        load_runtime(bad, detection=True)
+    assert "int8" not in str(e.value) and logged == []  # neither the fallback's warning nor a build said
+
+
+def test_the_survey_decides_auto_once_on_its_client(int8, logged, monkeypatch):
+    """As detect decides it: int8 on a CPU (its graph found or built on the client, once), eager on a GPU
+    (nothing loaded: the client may have none) or without openvino; the settings' hash names the runtime."""
+    from detector.survey import SurveyOptions
+    from detector.survey.options import detection_settings, settings_sha256
+    from detector.survey.run import decide_runtime
+
+    w = resolve_weights("ssdd")
+    on_cpu = decide_runtime(SurveyOptions(), w)
+    assert on_cpu.runtime == "int8"
+    assert decide_runtime(SurveyOptions(device="cuda:3"), w).runtime == "eager"  # no GPU here: not loaded
+    assert decide_runtime(SurveyOptions(runtime="eager"), w).runtime == "eager"
+    without_openvino(monkeypatch)
+    on_plain = decide_runtime(SurveyOptions(), w)
+    assert on_plain.runtime == "eager"
+    assert settings_sha256(detection_settings(on_cpu)) != settings_sha256(detection_settings(on_plain))

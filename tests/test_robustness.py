@@ -249,8 +249,8 @@ def test_detect_cli_reports_skipped(tmp_path, tiny_model):
     write_image(src / "北京 ok.png", scene(np.random.default_rng(3))[0])
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (src / "zero.png").write_bytes(b"")
-    r = run_tool(str(TOOLS / "detect.py"), "--source", str(src), "--weights", str(weights), "--out",
-                 str(tmp_path / "o"), "--imgsz", str(IMGSZ))
+    r = run_tool(str(TOOLS / "detect.py"), "--source", str(src), "--weights", str(weights), "--runtime", "eager",
+                 "--out", str(tmp_path / "o"), "--imgsz", str(IMGSZ))
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "o" / "北京 ok.jpg").is_file()
     assert "skipped 2" in r.stdout and "broken.jpg" in r.stdout and "zero.png" in r.stdout

@@ -154,8 +154,9 @@ def test_detect_refuses_to_write_into_the_source(tmp_path, tiny_weights):
     before = {p: p.read_bytes() for p in src.rglob("*")}
     for out in (src, src / "renders"):
         with pytest.raises(ValueError, match="inside the source folder"):
-            detect(src, tiny_weights, out, imgsz=IMGSZ, verbose=False)
-    line = one_line_error(run_tool(TOOLS / "detect.py", "--source", src, "--weights", tiny_weights, "--out", src))
+            detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, verbose=False)
+    line = one_line_error(run_tool(TOOLS / "detect.py", "--source", src, "--weights", tiny_weights, "--runtime", "eager",
+                                   "--out", src))
     assert "inside the source folder" in line
     assert {p: p.read_bytes() for p in src.rglob("*")} == before  # not a byte changed
 
@@ -163,7 +164,7 @@ def test_detect_refuses_to_write_into_the_source(tmp_path, tiny_weights):
 def test_detect_outputs_never_collide(tmp_path, tiny_weights):
     src = images_folder(tmp_path / "src", ["a.jpg", "a.png", "sub/x.jpg", "sub_x.jpg", "d1/same.png", "d2/same.png"])
     out = tmp_path / "out"
-    s = detect(str(src / "**" / "*.*"), tiny_weights, out, imgsz=IMGSZ, conf=0.0, outputs=("image", "txt", "json"),
+    s = detect(str(src / "**" / "*.*"), tiny_weights, out, runtime="eager", imgsz=IMGSZ, conf=0.0, outputs=("image", "txt", "json"),
                verbose=False)
     assert s.images == 6
     renders = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg"))
@@ -181,11 +182,11 @@ def test_detect_never_overwrites_files_it_did_not_write(tmp_path, tiny_weights):
     out.mkdir()
     (out / "a.jpg").write_text("my own file")
     with pytest.raises(ValueError, match="not written by this tool"):
-        detect(src, tiny_weights, out, imgsz=IMGSZ, verbose=False)
+        detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, verbose=False)
     assert (out / "a.jpg").read_text() == "my own file"
     (out / "a.jpg").unlink()
-    detect(src, tiny_weights, out, imgsz=IMGSZ, verbose=False)
-    detect(src, tiny_weights, out, imgsz=IMGSZ, verbose=False)  # its own outputs may be replaced
+    detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, verbose=False)
+    detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, verbose=False)  # its own outputs may be replaced
     assert (out / "a.jpg").is_file()
 
 
@@ -206,7 +207,7 @@ def test_detect_crash_keeps_the_predictions_so_far(tmp_path, tiny_weights, monke
 
     monkeypatch.setattr(P, "predict_image", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
-        detect(src, tiny_weights, out, imgsz=IMGSZ, conf=0.0, outputs=("json",), verbose=False)
+        detect(src, tiny_weights, out, runtime="eager", imgsz=IMGSZ, conf=0.0, outputs=("json",), verbose=False)
     preds = json.loads((out / "predictions.json").read_text())  # closed on the way out: what was done is kept
     assert {p["file_name"] for p in preds} == {"a.png", "b.png"}
 
@@ -226,7 +227,7 @@ def f(*a, **k):
         os._exit(9)
     return real(*a, **k)
 P.predict_image = f
-P.detect({str(src)!r}, {str(tiny_weights)!r}, {str(out)!r}, imgsz={IMGSZ}, conf=0.0, outputs=("json",), verbose=False)
+P.detect({str(src)!r}, {str(tiny_weights)!r}, {str(out)!r}, runtime="eager", imgsz={IMGSZ}, conf=0.0, outputs=("json",), verbose=False)
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 9, r.stderr[-2000:]

@@ -66,8 +66,8 @@ def env(tmp_path_factory):
 
 
 def opts(weights, **kw) -> SurveyOptions:
-    return SurveyOptions(**{"weights": str(weights), "imgsz": SIZE, "tile": SIZE, "conf": CONF, "max_det": 50,
-                            "split_pixels": 5_000, "tiles_per_task": 4, "retries": 1} | kw)
+    return SurveyOptions(**{"weights": str(weights), "runtime": "eager", "imgsz": SIZE, "tile": SIZE, "conf": CONF,
+                            "max_det": 50, "split_pixels": 5_000, "tiles_per_task": 4, "retries": 1} | kw)
 
 
 def geotiff(path: Path, seed: int, h: int = 150, w: int = 200, lon: float = 12.0, lat: float = 55.0,

@@ -270,7 +270,7 @@ def detect_folder(tmp_path_factory, trained_run: TrainedRun) -> tuple[Path, list
 def test_detect_cli_on_a_folder(detect_folder, trained_run: TrainedRun, tmp_path: Path):
     src, good = detect_folder
     out = tmp_path / "out"
-    r = run_tool("detect.py", "--source", src, "--weights", trained_run.best, "--out", out, "--save-txt",
+    r = run_tool("detect.py", "--source", src, "--weights", trained_run.best, "--runtime", "eager", "--out", out, "--save-txt",
                  "--save-json", "--imgsz", IMGSZ, "--conf", "0.01", cwd=tmp_path)
     log = r.stdout + r.stderr
     for bad in ("broken.jpg", "notes.txt"):
@@ -311,12 +311,12 @@ def test_detect_cli_on_a_folder(detect_folder, trained_run: TrainedRun, tmp_path
 def test_detect_single_file_and_glob(detect_folder, trained_run: TrainedRun, tmp_path: Path, capsys):
     """The other source kinds, through the library call behind the CLI (saves two interpreter starts)."""
     src, good = detect_folder
-    one = detect(good[1], trained_run.best, tmp_path / "one", conf=0.01, imgsz=IMGSZ, outputs=("image", "json"))
+    one = detect(good[1], trained_run.best, tmp_path / "one", runtime="eager", conf=0.01, imgsz=IMGSZ, outputs=("image", "json"))
     assert one.images == 1 and not one.skipped
     assert [p.name for p in (tmp_path / "one").glob("*.jpg")] == [f"{good[1].stem}.jpg"]
     assert {p["file_name"] for p in json.loads((tmp_path / "one" / "predictions.json").read_text())} <= {good[1].name}
     # The pattern matches the top-level JPEGs: the good ones and broken.jpg (skipped, named), not sub/scene.png.
-    many = detect(str(src / "*.jpg"), trained_run.best, tmp_path / "glob", conf=0.01, imgsz=IMGSZ)
+    many = detect(str(src / "*.jpg"), trained_run.best, tmp_path / "glob", runtime="eager", conf=0.01, imgsz=IMGSZ)
     expected = sorted(p.stem for p in good if p.parent == src)
     assert len(expected) == 4 and sorted(p.stem for p in (tmp_path / "glob").glob("*.jpg")) == expected
     assert many.images == 4 and [Path(f).name for f, _ in many.skipped] == ["broken.jpg"]

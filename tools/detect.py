@@ -5,6 +5,7 @@
     python tools/detect.py --source "data/*.tif" --weights runs/train/exp/weights/best.pt --out out/ --save-json
     python tools/detect.py --source scene.tif --tile auto --save-geojson     # a large GeoTIFF scene, lon/lat polygons
     python tools/detect.py --source images/ --weights ssdd --runtime compiled  # a shipped model by name, compiled
+    python tools/detect.py --source images/ --runtime eager                  # the reference (auto: int8 on a CPU)
     python tools/detect.py --weights list                                    # the shipped models
 
 Outputs go to a fresh runs/detect/expN unless --out names a folder; the tool never writes into a source

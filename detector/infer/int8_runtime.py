@@ -255,12 +255,17 @@ def build_graph(weights: Path, out: Path, schedule: tuple[tuple[str, int], ...])
     prefix of the schedule names no quantised convolution (the graph's names are not what it expects)."""
     import os
 
+    from ultralytics.utils import LOGGER
+
     from ..models.settings import settings_of
     from ..weights import sha256
     from .onnx_graph import graph_metadata, trace_onnx
     from .torch_runtimes import EagerRuntime
 
     model = EagerRuntime.load(Path(weights), torch.device("cpu")).module.float().eval()  # batch norm folded
+    # the wait (seconds) is long enough to say why; said once the weights have loaded (bad ones fail first)
+    LOGGER.info(f"int8 runtime: building the integer graph of {Path(weights).name}, once for these weights "
+                f"(cached in {out.parent}) ...")
     imgsz = settings_of(model).imgsz()  # the example size; height and width stay dynamic
     meta = {**graph_metadata(settings_of(model), imgsz, sha256(weights), dynamic_size=True),
             "int8_terms": terms_text(schedule)}
@@ -324,11 +329,20 @@ class Int8Runtime(Runtime):
         except Exception:  # noqa: BLE001 - a cache file cut short, damaged or foreign: rebuilt below
             settings = None
         if settings is None:
-            report = build_graph(path, graph, cls.terms)
+            import time
+
             from ultralytics.utils import LOGGER
 
+            t0 = time.perf_counter()
+            try:
+                report = build_graph(path, graph, cls.terms)
+            except OSError as e:  # the cache folder: read-only, full, not a folder
+                raise ValueError(f"the int8 graph cannot be written to the cache folder {graph.parent} "
+                                 f"({e.strerror or e}): set XDG_CACHE_HOME to a writable folder, or use "
+                                 f"--runtime eager") from e
             by_terms = Counter(terms_for(n, cls.terms) for n in report["int8"])
-            LOGGER.info(f"int8 graph of {path.name}: {len(report['int8'])} convolutions int8 ("
+            LOGGER.info(f"int8 graph of {path.name} built in {time.perf_counter() - t0:.0f} s: {len(report['int8'])} "
+                        "convolutions int8 ("
                         + ", ".join(f"{c} in {k} terms" for k, c in sorted(by_terms.items(), reverse=True))
                         + f"), {len(report['float32'])} float32; cached as {graph}")
             settings = graph_settings(graph, sha, cls.terms)

@@ -101,20 +101,25 @@ class ModelOptions:
         object.__setattr__(self, "device", resolve_device(self.device))
 
 
-def _runtime_field(default: str = "auto", validates: bool = False) -> Any:
-    """``validates``: only the runtimes that can run evaluation (their row's ``validates``)."""
-    from .runtime import RUNTIMES
+def _runtime_field(validates: bool = False, detection: bool = False) -> Any:
+    """``--runtime``, auto by default: ``validates``: only the runtimes that can run evaluation (their
+    row's ``validates``); ``detection``: auto chooses as for detection (``AUTO_DETECTION``)."""
+    from .runtime import AUTO, AUTO_DETECTION, RUNTIMES
 
     names = [n for n, spec in RUNTIMES.items() if spec.validates or not validates]
-    return opt(default, "what runs the model: auto (eager for .pt, onnx for .onnx) or a runtime of the table "
-                        "(detector.infer.RUNTIMES)", choices=("auto", *names))
+    auto = ", ".join(f"{name} for {suffix}" for suffix, name in AUTO.items())
+    if detection:
+        auto = "".join(f"{name} for {suffix} on a {kind} where the {RUNTIMES[name].extra} extra is installed, else "
+                       for (kind, suffix), name in AUTO_DETECTION.items()) + auto
+    return opt("auto", f"what runs the model: auto ({auto}) or a runtime of the table (detector.infer.RUNTIMES)",
+               choices=("auto", *names))
 
 
 @dataclass(frozen=True)
 class DetectOptions(ModelOptions):
     """``detect``'s options (``detector.infer.pipeline``)."""
 
-    runtime: str = _runtime_field()
+    runtime: str = _runtime_field(detection=True)
     conf: float = opt(DETECT.conf, "confidence threshold", type=float)
     iou: float = opt(DETECT.iou, "NMS IoU threshold", type=float)
     max_det: int = opt(DETECT.max_det, "most detections per image (per tile with --tile)", type=int)

@@ -63,7 +63,8 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
     names: ``image``, ``txt``, ``json``, ``geojson``) into ``out`` (default: a fresh ``runs/detect/expN``).
     ``options`` is a ``DetectOptions`` (or its fields as keywords: ``conf=0.1, tile="auto"``...). The
     model is ``model`` (a runtime or a PyTorch module) or the weights (a shipped model's name or a
-    path; default: the default shipped model) run by ``options.runtime`` (``detector.infer.RUNTIMES``).
+    path; default: the default shipped model) run by ``options.runtime`` (``detector.infer.RUNTIMES``;
+    ``auto`` as for detection: int8 on a CPU where its extra is installed, ``detector.infer.runtime``).
     ``imgsz`` defaults to the size the weights were trained at (``ModelSettings.imgsz``); ``tile``:
     None (whole images), a tile size in pixels, or ``auto``; ``max_det`` is per tile then.
     ``geojson_crs``: ``wgs84`` (RFC 7946 longitude/latitude) or ``native`` (the raster's own CRS), see
@@ -72,7 +73,7 @@ def detect(source: str | Path, weights: str | Path | None = None, out: str | Pat
     tile, overlap, outputs, conf, iou, max_det = o.tile, o.overlap, o.outputs, o.conf, o.iou, o.max_det
     src = expand_source(source)
     folder = OutputFolder(next_run_folder(DEFAULT_OUT) if out is None else out, src.inputs, src.root, src.folders)
-    rt = as_runtime(model) if model is not None else load_runtime(o.weights, o.device, o.runtime)
+    rt = as_runtime(model) if model is not None else load_runtime(o.weights, o.device, o.runtime, detection=True)
     imgsz = rt.settings.check_imgsz(rt.settings.imgsz() if o.imgsz is None else o.imgsz)
     names = dict(rt.settings.names)
     writers = make_writers(outputs, folder, names, {"geojson": {"crs": o.geojson_crs}})

@@ -122,6 +122,26 @@ def _check_out(out: Path, folders: list[Path]) -> None:
         raise ValueError(f"output {out} is not a folder")
 
 
+def decide_runtime(opts: SurveyOptions, weights: Path) -> SurveyOptions:
+    """``opts`` with ``--runtime auto`` decided once, here, as ``detect`` decides it: the settings' hash
+    then names the runtime that made the detections (a rerun after the choice changed redoes the
+    scenes), and the workers are sent its name. Where auto picks a faster runtime than the reference
+    (int8 on a CPU), the client loads it first: its graph is built (or found) once in the cache rather
+    than by every worker of an embedded cluster at once, and a failure gives way to the reference with
+    one warning (``load_runtime``), which the workers then run."""
+    from dataclasses import replace
+
+    from ..devices import parse_device
+    from ..infer.runtime import AUTO, choose_runtime, is_auto, load_runtime
+
+    if not is_auto(opts.runtime):
+        return opts
+    spec = choose_runtime(opts.runtime, weights, parse_device(opts.device).kind, detection=True)
+    name = spec.name if spec.name == AUTO[weights.suffix.lower()] else load_runtime(
+        weights, opts.device, opts.runtime, detection=True).name
+    return replace(opts, runtime=name)
+
+
 def survey(source: str | Path, out: str | Path, opts: SurveyOptions | None = None, client: Any = None,
            log: Callable[[str], None] = print) -> SurveySummary:
     """Run the model over every scene of ``source`` (``catalog``) on Dask and write ``out`` (module
@@ -135,10 +155,11 @@ def survey(source: str | Path, out: str | Path, opts: SurveyOptions | None = Non
     scenes, not_scenes, folders = catalog(source, opts.asset)
     _check_out(out, folders)
     weights = resolve_weights(opts.weights)
-    model_sha, settings = sha256(weights), detection_settings(opts)
-    settings_sha = settings_sha256(settings)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out / MANIFEST)
+    opts = decide_runtime(opts, weights)  # int8: its graph built or found here, once, not by every worker
+    model_sha, settings = sha256(weights), detection_settings(opts)
+    settings_sha = settings_sha256(settings)
     remove_leftovers([out / MANIFEST, out / MERGED] + [output_path(out, s, k) for s in scenes for k in ("map", "pixel")])
     summary = SurveySummary(out=out, scenes=len(scenes), not_scenes=not_scenes)
     for entry, why in not_scenes:
