@@ -7,6 +7,7 @@ be built gives way to eager with one warning under auto, and stays an error when
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -237,6 +238,23 @@ def test_openvino_stays_unimported_until_chosen():
     r = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_openvino_writes_nothing_in_the_users_home(tmp_path):
+    """Importing openvino imports its model converter, whose telemetry writes ``~/intel/stats`` on
+    every import: shown first on a plain import (the trap), then the runtime's import leaves no
+    ``~/intel``. CI variables are cleared, because the telemetry stays quiet under CI=true."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    plain, guarded = tmp_path / "plain", tmp_path / "guarded"
+    for home, code in ((plain, "import openvino; openvino.Core()"),
+                       (guarded, "import sys; sys.path.insert(0, sys.argv[1]); from detector.infer.int8_runtime "
+                                 "import import_openvino, require_int8; require_int8(); import_openvino().Core()")):
+        home.mkdir()
+        r = subprocess.run([sys.executable, "-c", code, str(REPO)], capture_output=True, text=True, timeout=300,
+                           env={**env, "HOME": str(home)})
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert (plain / "intel").is_dir(), "the trap: a plain import of openvino no longer writes ~/intel"
+    assert not (guarded / "intel").exists()  # (the project's own cache and settings sit in ~/.cache/snnvit-yolo)
 
 
 def test_a_schedule_naming_no_convolution_is_refused(tmp_path, cache):

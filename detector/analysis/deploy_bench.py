@@ -99,7 +99,9 @@ def yolo_int8(model: torch.nn.Module, imgsz: int, batch: int, folder: Path, thre
     """YOLOv8n quantised as an edge user would: its ONNX export through ONNX Runtime's static quantisation
     (QDQ, int8 per-channel weights, uint8 activations calibrated on two random batches), compiled by
     OpenVINO for ``(batch, 3, imgsz, imgsz)``. Random weights and calibration: for its speed only."""
-    import openvino as ov
+    from ..infer.int8_runtime import import_openvino
+
+    ov = import_openvino()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class RandomImages(CalibrationDataReader):

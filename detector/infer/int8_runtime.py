@@ -42,6 +42,7 @@ it, and a corrupt or missing cache file is rebuilt. OpenVINO compiles it for eac
 
 from __future__ import annotations
 
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -66,12 +67,25 @@ COMPARISONS = {"Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal", "Not
 UINT8_MAX = 255
 
 
+def import_openvino():
+    """``openvino`` without its usage telemetry. Importing the package imports its model converter,
+    which through ``openvino_telemetry`` writes a usage counter and a client id under ``~/intel`` on
+    every import (outside any folder the user named). The converter falls back to a stub that does
+    nothing when that package cannot be imported, so it is hidden for this process before the first
+    import; the runtime itself (``Core``, ``read_model``, ``compile_model``) never uses it."""
+    sys.modules.setdefault("openvino_telemetry", None)
+    import openvino
+
+    return openvino
+
+
 def require_int8():
     """onnx, onnxruntime and openvino, or a one-line error saying how to install them."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
-        import openvino  # noqa: F401
+
+        import_openvino()
     except ImportError as e:
         raise ValueError(f"the int8 runtime needs the optional extra: pip install -e \".[int8]\" ({e.name} is missing)") from e
 
@@ -307,7 +321,7 @@ class Int8Runtime(Runtime):
 
     def __init__(self, graph: str | Path, settings: ModelSettings, threads: int | None = None):
         require_int8()
-        import openvino as ov
+        ov = import_openvino()
 
         super().__init__(settings, torch.device("cpu"))
         self.graph = Path(graph)
