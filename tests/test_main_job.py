@@ -25,7 +25,7 @@ from _boxes import match
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = sorted((ROOT / "images").glob("sar_scene_*.png"))
 SEED, SIZE = 2025, (512, 512)  # how images/ was made: python tools/make_demo_images.py
-MIN_RECALL, MIN_PRECISION = 0.88, 0.85  # measured with the shipped weights: 24/25 = 0.96, 24/24 = 1.00
+MIN_RECALL, MIN_PRECISION = 0.88, 0.85  # measured with the shipped weights: 23/25 = 0.92, 23/23 = 1.00
 
 
 def test_demo_images_are_generated_by_the_project(tmp_path):
