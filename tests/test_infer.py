@@ -153,7 +153,7 @@ def test_eager_runtime_is_the_folded_checkpoint_with_its_settings():
     assert rt.name == "eager"
     assert_only_readout_batchnorms_left(rt.module)
     s = rt.settings
-    assert s.names == {0: "ship"} and (s.timesteps, s.levels, s.train_imgsz, s.imgsz()) == (1, 4, 416, 416)
+    assert s.names == {0: "ship"} and (s.timesteps, s.levels, s.train_imgsz, s.imgsz()) == (1, 4, 512, 512)
     assert Path(s.source) == W.default_weights()
     with pytest.raises(ValueError, match="AMP"):
         load_runtime("ssdd", amp=True)
