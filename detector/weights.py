@@ -230,8 +230,10 @@ def read_plain_file(path: str | Path, what: str = "weights") -> dict:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint safely. Raises FileNotFoundError, UnsafeCheckpointError or ValueError."""
-    path = Path(path)
-    ckpt = read_plain_file(path, "weights")
+    return check_checkpoint(read_plain_file(path, "weights"), Path(path))
+
+
+def check_checkpoint(ckpt: dict, path: Path) -> dict:
     if ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not an SNN-ViT-YOLO checkpoint (missing format tag {FORMAT!r})")
     if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
@@ -309,9 +311,10 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 
 def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema: bool = True, overwrite: bool = False,
                    **note: Any) -> Path:
-    """Write an inference-only copy of a training checkpoint: the EMA weights (else the raw ones) as
-    ``state_dict``, floating tensors in fp16 when ``half`` (loading casts them back to the model's
-    float32), plus config, names, epoch, training arguments and metrics; no optimizer or training
+    """Write an inference-only copy of a training checkpoint, spiking or ANN (a YOLOv8 baseline or
+    teacher of ``tools/train_baseline.py``): the EMA weights (else the raw ones) as ``state_dict``,
+    floating tensors in fp16 when ``half`` (loading casts them back to the model's float32), plus the
+    fields that rebuild the model, epoch, training arguments and metrics; no optimizer or training
     state. Extra keyword arguments are stored as plain fields (e.g. ``note="..."``).
 
     Never replaces ``src`` itself, and an existing ``dst`` only with ``overwrite``."""
@@ -321,11 +324,14 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema:
         raise ValueError(f"output {dst} is a folder; give a file name")
     if Path(dst).exists() and not overwrite:
         raise ValueError(f"{dst} exists; pass --overwrite to replace it")
-    ckpt = load_checkpoint(src)
+    ckpt = read_plain_file(src, "weights")
+    ann = ckpt.get("format") == ANN_FORMAT
+    ckpt = check_ann_checkpoint(ckpt, Path(src)) if ann else check_checkpoint(ckpt, Path(src))
     state = ckpt.get("ema_state_dict") if use_ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    out = {k: ckpt[k] for k in ("format", "format_version", "config", "names") if k in ckpt}
+    model_fields = ("format", "format_version", "arch", "nc", "names") if ann else ("format", "format_version", "config", "names")
+    out = {k: ckpt[k] for k in model_fields if k in ckpt}
     out["state_dict"] = state
     out.update({k: ckpt[k] for k in ("epoch", "best_fitness", "train_args", "train_metrics", "train_image_size", "distill")
                 if k in ckpt})
@@ -333,7 +339,7 @@ def export_weights(src: str | Path, dst: str | Path, half: bool = True, use_ema:
         if isinstance(out.get(k), dict):
             out[k] = {key: local_path_name(v) for key, v in out[k].items()}
     out.update({k: plain(v) for k, v in note.items()})
-    build_from_checkpoint(out, source=src)  # refuse to write a file that would not load
+    (build_ann if ann else build_from_checkpoint)(out, source=src)  # refuse to write a file that would not load
     return atomic_torch_save(out, dst)
 
 
@@ -378,8 +384,10 @@ def save_ann_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, nam
 
 def load_ann_checkpoint(path: str | Path) -> dict:
     """Read and validate an ANN checkpoint (``save_ann_checkpoint``); ValueError names the bad field."""
-    path = Path(path)
-    ckpt = read_plain_file(path, "ANN weights")
+    return check_ann_checkpoint(read_plain_file(path, "ANN weights"), Path(path))
+
+
+def check_ann_checkpoint(ckpt: dict, path: Path) -> dict:
     if ckpt.get("format") != ANN_FORMAT:
         raise ValueError(f"{path} is not an ANN baseline/teacher checkpoint of this project (format tag {ANN_FORMAT!r} "
                          "missing); make one with tools/train_baseline.py")

@@ -310,6 +310,29 @@ def test_export_keeps_ema_weights_in_fp16_and_drops_training_state(tmp_path, liv
     assert dst.stat().st_size < src.stat().st_size / 2
 
 
+def test_export_cuts_a_yolov8_teacher_checkpoint_too(tmp_path):
+    """A baseline/teacher checkpoint of train_baseline.py: the same cut (EMA in fp16, no optimizer, no
+    folder of the training machine), still an ANN checkpoint that rebuilds the same network."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detector.weights import build_ann, export_weights, load_ann_checkpoint, save_ann_checkpoint
+
+    model = DetectionModel("yolov8n.yaml", nc=1, verbose=False)
+    ema = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.add_(0.01)
+    src = save_ann_checkpoint(tmp_path / "best.pt", model, "yolov8n.yaml", {0: "ship"}, ema_state_dict=ema.state_dict(),
+                              optimizer={"state": {}, "param_groups": []}, epoch=56,
+                              train_args={"imgsz": 320, "data": "/home/alice/ssdd/data.yaml"})
+    ckpt = load_ann_checkpoint(export_weights(src, tmp_path / "teacher.pt"))
+    assert "optimizer" not in ckpt and "ema_state_dict" not in ckpt and ckpt["epoch"] == 56
+    assert ckpt["train_args"] == {"imgsz": 320, "data": "data.yaml"}
+    assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point())
+    rebuilt, ref = build_ann(ckpt).state_dict(), ema.state_dict()
+    assert all(torch.allclose(v, ref[k], rtol=1e-3, atol=1e-4) for k, v in rebuilt.items() if v.is_floating_point())
+
+
 class _Payload:
     """Pickles as a call: unpickling it runs ``func(*args)``."""
 

@@ -15,7 +15,7 @@ from detector.weights import export_weights, sha256
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("src", help="a training checkpoint (best.pt / last.pt)")
+    ap.add_argument("src", help="a training checkpoint (best.pt / last.pt), spiking or YOLOv8 (train_baseline.py)")
     ap.add_argument("dst", help="the file to write")
     ap.add_argument("--fp32", action="store_true", help="keep float32 weights")
     ap.add_argument("--raw", action="store_true", help="the raw model weights instead of the EMA")
