@@ -35,7 +35,9 @@ def test_onnx_detections_equal_pytorch_on_the_demo_images(shipped_onnx):
     """The same boxes and classes; the same scores but where a spike flipped. ONNX Runtime's and PyTorch's
     convolutions round differently in the last bits, and a membrane within rounding of its threshold then
     fires in one and not the other: seen once in a fresh-clone CI run (2 threads), one detection of 28 scored
-    0.449 against 0.373. So at most one detection in ten may differ, by at most 0.1; the rest within 1e-3."""
+    0.449 against 0.373; with the 512 px weights one scene's three detections move by 0.009-0.021 (a flip
+    early in the network reaches every box of its image). So the scores of at most one image in six may
+    differ, by at most 0.1; every other score within 1e-3."""
     pt, ox = load_runtime(), load_runtime(shipped_onnx)  # eager (batch norm folded) and ONNX Runtime
     assert isinstance(ox, OnnxRuntime) and ox.settings.names == pt.settings.names
     assert ox.settings.input_size == pt.settings.train_imgsz == ox.settings.imgsz()
@@ -46,10 +48,12 @@ def test_onnx_detections_equal_pytorch_on_the_demo_images(shipped_onnx):
         b = predict_image(ox, img, conf=0.25)
         assert len(a) == len(b), path.name
         if len(a):
+            # pair each box with its nearest (two near-equal scores may come out in either order)
+            b = b[(a[:, None, :4] - b[None, :, :4]).abs().amax(-1).argmin(1)]
             assert (a[:, :4] - b[:, :4]).abs().max() <= 1.0 and (a[:, 5] == b[:, 5]).all()
-            diffs += (a[:, 4] - b[:, 4]).abs().tolist()
-    assert len(diffs) >= len(IMAGES)  # the comparison covers real detections
-    assert max(diffs) < 0.1 and sum(d >= 1e-3 for d in diffs) <= len(diffs) // 10, diffs
+            diffs.append((a[:, 4] - b[:, 4]).abs().tolist())
+    assert sum(map(len, diffs)) >= len(IMAGES)  # the comparison covers real detections
+    assert max(map(max, filter(None, diffs))) < 0.1 and sum(max(d, default=0) >= 1e-3 for d in diffs) <= 1, diffs
 
 
 def test_detect_tool_runs_the_onnx_file(shipped_onnx, tmp_path):
