@@ -5,6 +5,10 @@ evaluate it on a split.
     python tools/train_baseline.py --data data/ssdd/data.yaml --epochs 26 --imgsz 320 --batch 16 --close-mosaic 4
     python tools/train_baseline.py --resume runs/baseline/yolov8n/weights/last.pt --epochs 26 --close-mosaic 4
     python tools/train_baseline.py --eval runs/baseline/yolov8n/weights/best.pt --data data/ssdd/data.yaml --imgsz 320
+    python tools/train_baseline.py --eval runs/baseline/yolov8n/weights/best.pt --data data/ssdd/data.yaml --imgsz 320 --int8
+
+--int8 evaluates the weights quantised as an edge user would (static int8 through ONNX Runtime, run by
+OpenVINO on the CPU; detector/infer/ann_int8.py), calibrated on --calib-images images of the train split.
 
 Checkpoints are plain tensors and values (detector/weights.py, ANN format), never pickles: --resume and
 --eval refuse any file with pickled code. A finished run's best.pt is the distillation teacher for
@@ -18,6 +22,7 @@ import _bootstrap  # noqa: F401
 
 import detector  # noqa: F401
 from detector.engine.baseline import evaluate_baseline, train_baseline
+from detector.infer.ann_int8 import CALIBRATION_IMAGES, check_calibration_images
 from detector.engine.train_options import NEW_RUN, TrainOptions
 
 
@@ -37,10 +42,18 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="yolov8n")
     ap.add_argument("--eval", default=None, metavar="WEIGHTS", help="only evaluate these baseline weights")
     ap.add_argument("--split", default="test", choices=["train", "val", "test"], help="split evaluated after training")
+    # not the models' --runtime (its table of runtimes is the spiking model's): the baseline runs float32 or int8
+    ap.add_argument("--int8", action="store_true", help="evaluate the weights quantised to int8 as an edge user would "
+                    "(on the CPU; the int8 extra)")
+    ap.add_argument("--calib-images", type=int, default=CALIBRATION_IMAGES,
+                    help=f"--int8: train images its activations are calibrated on (default {CALIBRATION_IMAGES})")
     ap.add_argument("--json", default=None, help="write the evaluation to this JSON file")
     a = ap.parse_args(argv)
     if not a.resume and not a.data:
         ap.error("--data is required unless --resume is given")
+    runtime = "int8" if a.int8 else "eager"
+    if a.int8:
+        check_calibration_images(a.calib_images)  # before training, not after it
     from pathlib import Path
 
     from detector import checks
@@ -63,8 +76,9 @@ def main(argv=None) -> int:
         data = a.data
         if not data:
             ap.error("--eval needs --data")
-    rep = evaluate_baseline(weights, data, a.split, imgsz, batch, device, a.project, f"{a.name}-{a.split}")
-    print(f"{a.split}: mAP@0.5 {rep['map50']:.4f}  mAP@0.5:0.95 {rep['map50_95']:.4f}")
+    rep = evaluate_baseline(weights, data, a.split, imgsz, batch, device, a.project, f"{a.name}-{a.split}{'-int8' * a.int8}", runtime,
+                            a.calib_images)
+    print(f"{a.split} ({runtime}): mAP@0.5 {rep['map50']:.4f}  mAP@0.5:0.95 {rep['map50_95']:.4f}")
     tp = (rep.get("scores") or {}).get("tp_scores")
     if tp:
         print("true-positive scores: " + "  ".join(f"{k} {v:.3f}" for k, v in tp.items()))

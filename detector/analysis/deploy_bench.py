@@ -10,7 +10,8 @@ Rows (same image size and batch for every row):
 * YOLOv8n with random weights and the shipped model's classes: PyTorch eager with batch norm folded into
   its convolutions (how Ultralytics runs it for inference), ONNX Runtime, and int8 through OpenVINO
   (``yolo_int8``: static quantisation of its convolutions, activations calibrated on random images, so
-  its speed only: an edge user's int8 YOLOv8n);
+  its speed only: an edge user's int8 YOLOv8n; its mAP loss with trained weights is measured by
+  ``tools/train_baseline.py --eval ... --int8``, the same quantisation);
 * one training step (forward, Ultralytics' detection loss, backward, optimizer step) of each model at
   ``train_batch``.
 
@@ -81,46 +82,25 @@ def train_step_seconds(model: torch.nn.Module, imgsz: int, batch: int, nc: int, 
 
 
 def onnx_yolo(model: torch.nn.Module, imgsz: int, batch: int, path: Path):
-    """YOLOv8n exported the way the project exports its own model (decoded predictions)."""
+    """YOLOv8n exported the way the project exports its own model (decoded predictions), in ONNX Runtime."""
     import onnxruntime as ort
 
-    head = model.model[-1]
-    head.export = True
-    with torch.no_grad():
-        torch.onnx.export(model, (torch.zeros(batch, 3, imgsz, imgsz),), str(path), input_names=["images"],
-                          output_names=["predictions"], opset_version=17, dynamo=False)
-    head.export = False
+    from ..infer.ann_int8 import export_ann
+
+    export_ann(model, path, imgsz, batch)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def yolo_int8(model: torch.nn.Module, imgsz: int, batch: int, folder: Path, threads: int):
-    """YOLOv8n quantised as an edge user would: its ONNX export through ONNX Runtime's static quantisation
-    (QDQ, int8 per-channel weights, uint8 activations calibrated on two random batches), compiled by
-    OpenVINO for ``(batch, 3, imgsz, imgsz)``. Random weights and calibration: for its speed only."""
-    from ..infer.int8_runtime import import_openvino
+    """YOLOv8n quantised as an edge user would (``detector.infer.ann_int8``: static int8 through ONNX Runtime,
+    run by OpenVINO), calibrated on two random batches: random weights, so its speed only (its mAP loss,
+    calibrated on real images: ``tools/train_baseline.py --eval ... --int8``)."""
+    from ..infer.ann_int8 import quantize_ann, random_batches
+    from ..infer.int8_runtime import OpenVinoGraph
 
-    ov = import_openvino()
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class RandomImages(CalibrationDataReader):
-        def __init__(self):
-            g = torch.Generator().manual_seed(0)
-            self.batches = iter([{"images": torch.rand(batch, 3, imgsz, imgsz, generator=g).numpy()} for _ in range(2)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    src, dst = folder / "yolo-float.onnx", folder / "yolo-int8.onnx"
-    onnx_yolo(model, imgsz, batch, src)  # its export has a fixed batch
-    quantize_static(str(src), str(dst), RandomImages(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"])
-    core = ov.Core()
-    m = core.read_model(str(dst))
-    m.reshape({"images": [batch, 3, imgsz, imgsz]})
-    return core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-                                         "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+    return OpenVinoGraph(quantize_ann(model, folder, random_batches(imgsz, batch), imgsz, batch), threads)
 
 
 def interleaved_seconds(fns: dict[str, Callable[[], Any]], warmup: int, repeats: int) -> dict[str, float]:
@@ -207,7 +187,7 @@ def deployment_report(weights: str | Path | None = None, imgsz: int | None = Non
             xn = x.numpy()
             with torch.no_grad():
                 t = interleaved_seconds({"snn": lambda: q(x), "yolo": lambda: yolo_fused(x),
-                                         "yolo_int8": lambda: yq.infer({0: xn})}, warmup, repeats)
+                                         "yolo_int8": lambda: yq(xn)}, warmup, repeats)
         add("snnvit-yolo", "int8 (openvino)", t["snn"], snn_gflops, {"yolov8n_same_rounds_ms": t["yolo"] * 1e3 / batch})
         add("yolov8n", "int8 (openvino)", t["yolo_int8"], yolo_gflops, {"yolov8n_same_rounds_ms": t["yolo"] * 1e3 / batch})
     if train:

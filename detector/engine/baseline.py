@@ -22,6 +22,7 @@ from typing import Any
 
 from ultralytics.utils import RANK
 
+from ..infer.ann_int8 import CALIBRATION_IMAGES, check_calibration_images
 from ..models.settings import DEFAULT_IMGSZ
 from ..io.dataset_yaml import load_dataset
 from ..weights import ANN_ARCHS, build_ann, load_ann_checkpoint, save_ann_checkpoint
@@ -79,27 +80,51 @@ def train_baseline(data: str | Path, epochs: int | None, imgsz: int, batch: int 
     return trainer
 
 
+BASELINE_RUNTIMES = ("eager", "int8")  # how evaluate_baseline runs the weights
+
+
 def evaluate_baseline(weights: str | Path, data: str | Path, split: str = "test", imgsz: int = DEFAULT_IMGSZ, batch: int = 16,
-                      device: str = "cpu", project: str | Path = "runs/baseline", name: str = "val") -> dict[str, Any]:
+                      device: str = "cpu", project: str | Path = "runs/baseline", name: str = "val",
+                      runtime: str = "eager", calibration_images: int = CALIBRATION_IMAGES) -> dict[str, Any]:
     """Ultralytics' validator on a baseline checkpoint (EMA weights): overall and per-class mAP@0.5 and
     mAP@0.5:0.95; with COCO ground truth also pycocotools' figures and the true positives' score
     distribution, as ``evaluate()`` reports them for a spiking model (the same validator, so the two
-    are measured alike)."""
+    are measured alike). ``runtime``: ``eager`` (PyTorch, float32) or ``int8`` (quantised as an edge user
+    would, ``detector.infer.ann_int8``, its activations calibrated on ``calibration_images`` images of the
+    dataset's train split at ``imgsz``; on the CPU)."""
+    import tempfile
+
     from .validator import SNNValidator, coco_report
 
     from ..devices import resolve_device
 
-    device = resolve_device(device).ultralytics
+    if runtime not in BASELINE_RUNTIMES:
+        raise ValueError(f"baseline runtime must be one of {list(BASELINE_RUNTIMES)}, got {runtime!r}")
+    if runtime == "int8":
+        check_calibration_images(calibration_images)
+    dev = resolve_device(device)
+    if runtime == "int8" and dev.kind != "cpu":
+        raise ValueError(f"the int8 baseline runs on the CPU (OpenVINO), not on {device!r}: use --device cpu")
     model = build_ann(load_ann_checkpoint(weights), use_ema=True, source=weights).eval()
     load_dataset(data, split)  # a local YAML with this split's images, before Ultralytics reads it
-    args = dict(model=str(weights), data=str(data), split=split, imgsz=imgsz, batch=batch, device=device, plots=False,
-                project=str(Path(project).resolve()), name=name, exist_ok=True, mode="val", verbose=True)
-    v = SNNValidator(args=args)
-    v(model=model)
+    args = dict(model=str(weights), data=str(data), split=split, imgsz=imgsz, batch=batch, device=dev.ultralytics,
+                plots=False, project=str(Path(project).resolve()), name=name, exist_ok=True, mode="val", verbose=True)
+    with tempfile.TemporaryDirectory() as folder:  # the int8 graph lives as long as the evaluation
+        if runtime == "int8":
+            from ..infer.ann_int8 import AnnInt8, calibration_batches, quantize_ann
+            from ..infer.int8_runtime import require_int8
+
+            require_int8()
+            calib = calibration_batches(data, imgsz, calibration_images)
+            model = AnnInt8(quantize_ann(model, Path(folder), calib, imgsz, dynamic=True), model)
+        v = SNNValidator(args=args)
+        v(model=model)
     m = v.metrics
     names = v.names
     per_class = {names[int(c)]: {"map50": float(m.box.class_result(i)[2]), "map50_95": float(m.box.class_result(i)[3])}
                  for i, c in enumerate(m.ap_class_index)}
-    return {"weights": str(weights), "split": split, "imgsz": imgsz, "map50": float(m.box.map50),
-            "map50_95": float(m.box.map), "precision": float(m.box.mp), "recall": float(m.box.mr),
-            "per_class": per_class, "levels": v.levels.report(), **coco_report(v, split, float(m.box.map50), float(m.box.map))}
+    return {"weights": str(weights), "split": split, "imgsz": imgsz, "runtime": runtime,
+            **({"calibration_images": calibration_images} if runtime == "int8" else {}),
+            "map50": float(m.box.map50), "map50_95": float(m.box.map), "precision": float(m.box.mp),
+            "recall": float(m.box.mr), "per_class": per_class, "levels": v.levels.report(),
+            **coco_report(v, split, float(m.box.map50), float(m.box.map))}

@@ -315,19 +315,53 @@ def graph_settings(path: Path, sha: str, schedule: tuple[tuple[str, int], ...]) 
     return replace(s, train_imgsz=s.input_size, input_size=None)
 
 
+class OpenVinoGraph:
+    """An ONNX graph run by OpenVINO on the CPU, compiled for each input shape it meets (about a second;
+    the last ``COMPILED_SHAPES`` kept) in float32 precision for what is not quantised (left to itself it
+    would choose bfloat16 on CPUs that have it). Shared by the int8 runtime and the int8 YOLOv8
+    (``ann_int8``), so both are run alike."""
+
+    def __init__(self, graph: str | Path, threads: int | None = None):
+        self.graph = Path(graph)
+        self.core = import_openvino().Core()
+        self.threads = int(threads or torch.get_num_threads())
+        self.compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+
+    def compiled_for(self, shape: tuple[int, ...]):
+        """The infer request compiled for one input shape (kept for the next calls; the oldest dropped)."""
+        if shape in self.compiled:
+            self.compiled.move_to_end(shape)
+            return self.compiled[shape]
+        model = self.core.read_model(str(self.graph))
+        model.reshape({model.inputs[0].get_any_name(): list(shape)})
+        c = self.core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": self.threads,
+                                                   "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+        self.compiled[shape] = c.create_infer_request()
+        if len(self.compiled) > COMPILED_SHAPES:
+            self.compiled.popitem(last=False)
+        return self.compiled[shape]
+
+    def __call__(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        """The graph's first output for input ``x``."""
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+        y = self.compiled_for(tuple(x.shape)).infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.array(y[0])
+
+    def __deepcopy__(self, memo: dict) -> "OpenVinoGraph":
+        # Ultralytics' validator deep-copies the model it is given; OpenVINO's objects cannot be copied, and
+        # the compiled graphs are never changed by a call, so the copy is this graph
+        return self
+
+
 class Int8Runtime(Runtime):
     name = "int8"
     terms = TERMS  # the int8 terms of each convolution's weights
 
     def __init__(self, graph: str | Path, settings: ModelSettings, threads: int | None = None):
         require_int8()
-        ov = import_openvino()
-
         super().__init__(settings, torch.device("cpu"))
         self.graph = Path(graph)
-        self.core = ov.Core()
-        self.threads = int(threads or torch.get_num_threads())
-        self.compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self.shapes = OpenVinoGraph(self.graph, threads)
 
     @classmethod
     def load(cls, path: Path, device: torch.device, amp: bool = False) -> "Int8Runtime":
@@ -362,26 +396,10 @@ class Int8Runtime(Runtime):
             settings = graph_settings(graph, sha, cls.terms)
         return cls(graph, replace(settings, source=str(path)))
 
-    def compiled_for(self, shape: tuple[int, ...]):
-        """The model compiled for one input shape (kept for the next calls; the oldest dropped)."""
-        if shape in self.compiled:
-            self.compiled.move_to_end(shape)
-            return self.compiled[shape]
-        model = self.core.read_model(str(self.graph))
-        model.reshape({"images": list(shape)})
-        c = self.core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": self.threads,
-                                                   "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
-        self.compiled[shape] = c.create_infer_request()
-        if len(self.compiled) > COMPILED_SHAPES:
-            self.compiled.popitem(last=False)
-        return self.compiled[shape]
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2] % 32 or x.shape[-1] % 32:
             raise ValueError(f"the int8 runtime takes (batch, 3, H, W) with H and W multiples of 32, got {tuple(x.shape)}")
-        request = self.compiled_for(tuple(x.shape))
-        y = request.infer({0: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
-        return torch.from_numpy(np.array(y[0]))
+        return torch.from_numpy(self.shapes(x))
 
     def __deepcopy__(self, memo: dict) -> "Int8Runtime":
         # Ultralytics' validator deep-copies the model it is given; OpenVINO's objects cannot be copied, and
