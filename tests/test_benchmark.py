@@ -47,11 +47,17 @@ def test_tool_writes_json_and_table(tmp_path):
 
 @pytest.mark.slow
 def test_deployment_report_rows_ratios_and_targets():
-    """The deployment mode's bookkeeping (tiny sizes; the numbers themselves are the README's, measured)."""
-    from detector.analysis.deploy_bench import TARGETS, deployment_markdown, deployment_report
+    """The deployment mode's bookkeeping (tiny sizes; the numbers themselves are the README's, measured).
+    Run in a fresh process, as the tool runs: with every runtime (ONNX Runtime, two OpenVINO graphs, a
+    training step) loaded into the test process, a SIGINT raised by a later test crashed it."""
+    from detector.analysis.deploy_bench import TARGETS, deployment_markdown
 
-    rep = deployment_report(imgsz=64, batch=1, train_batch=2, runtimes=("onnx", "int8"), warmup=0, repeats=1,
-                            log=lambda s: None)
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from detector.analysis.deploy_bench import "
+            "deployment_report; print(json.dumps(deployment_report(imgsz=64, batch=1, train_batch=2, runtimes=("
+            "'onnx', 'int8'), warmup=0, repeats=1, log=lambda s: None)))")
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
     assert [(r["model"], r["runtime"]) for r in rep["rows"]] == [
         ("snnvit-yolo", "pytorch"), ("snnvit-yolo", "pytorch (BN not folded)"), ("yolov8n", "pytorch"),
         ("snnvit-yolo", "onnxruntime"), ("yolov8n", "onnxruntime"), ("snnvit-yolo", "int8 (openvino)"),
