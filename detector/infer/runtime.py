@@ -127,10 +127,10 @@ def load_runtime(weights: str | Path | None = None, device: Any = "cpu", runtime
     auto, suffix = detection and is_auto(runtime), path.suffix.lower()
     reference = RUNTIMES[AUTO[suffix]]
     if not auto or spec is reference:
-        passed = RUNTIMES.get(AUTO_DETECTION.get((dev.kind, suffix), "")) if auto else None
-        if passed is not None:  # its extra is not installed: a hint, not a warning (a plain install is fine)
-            LOGGER.info(f"runtime {spec.name}; the {passed.name} runtime, faster here, needs "
-                        f"pip install -e \".[{passed.extra}]\"")
+        faster = RUNTIMES.get(AUTO_DETECTION.get((dev.kind, suffix), "")) if auto else None
+        if faster is not None:  # auto passed it over, its extra not installed: a hint, not a warning
+            LOGGER.info(f"runtime {spec.name}; the {faster.name} runtime, faster here, needs "
+                        f"pip install -e \".[{faster.extra}]\"")
         return spec.load().load(path, dev.torch, amp=amp)
     try:
         return spec.load().load(path, dev.torch, amp=amp)
